@@ -10,12 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # lets a bare `pytest` run from a checkout that is not pip-installed
-    sys.path.insert(0, str(REPO))
+from bridge.errors import ModelFileError
+from bridge.model.encoder import DIM, TextEncoder
 
-from bridge.errors import ModelFileError  # noqa: E402
-from bridge.model.encoder import DIM, TextEncoder  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,163 @@
+"""Text to curve: the runtime model. Load once, answer many phrases in about a millisecond.
+
+A phrase is parsed into weighted descriptors (bridge.text). Each descriptor is answered from
+the crowd data when the vocabulary knows it (shrunk toward the head's prediction when its data
+is thin), through the Spanish lexicon, or through the text encoder and the head when unseen.
+The weighted shapes are summed and scaled to dB by the descriptor's calibrated size and the amount.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from bridge.erb import FREQS_HZ
+from bridge.errors import ModelFileError, PhraseError
+from bridge.model.encoder import TextEncoder
+from bridge.model.files import HEAD_FILE, models_dir
+from bridge.text import (SPANISH_TO_ENGLISH, Term, check_phrase, inflection_candidates, parse_phrase,
+                         strip_accents)
+
+DEFAULT_AMOUNT = 0.5
+"""At the default amount a descriptor moves as much as a typical SAFE-DB user set it (a few dB)."""
+
+MAX_GAIN_DB = 24.0
+"""Curves are clipped here: stacking many intensifiers must not ask a plugin for absurd gains."""
+
+
+@dataclass(frozen=True)
+class TermAnswer:
+    """How one descriptor of a phrase was answered (for explanations and tests)."""
+
+    text: str
+    weight: float
+    resolved: str
+    source: str  # "data", "model", or "lexicon:<english word>"
+
+
+@dataclass(frozen=True)
+class CurveAnswer:
+    """A curve for a phrase: gains in dB at the 40 ERB centres, and the shape before scaling."""
+
+    text: str
+    amount: float
+    freqs_hz: np.ndarray
+    gains_db: np.ndarray
+    terms: tuple[TermAnswer, ...]
+
+    def to_json(self) -> dict:
+        return {
+            "text": self.text,
+            "amount": self.amount,
+            "freqs_hz": [float(f) for f in self.freqs_hz],
+            "gains_db": [round(float(g), 4) for g in self.gains_db],
+            "terms": [t.__dict__ for t in self.terms],
+        }
+
+
+class Head:
+    """The trained head and vocabulary from models/head.npz (written by `eqbridge train`)."""
+
+    def __init__(self, path: Path):
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"cannot read {path}: {exc}; run `eqbridge train`") from exc
+        self.template = str(z["template"])
+        self.words = [str(w) for w in z["words"]]
+        self.index = {w: i for i, w in enumerate(self.words)}
+        for w, i in list(self.index.items()):  # "calido" finds "cálido"; exact spellings win
+            self.index.setdefault(strip_accents(w), i)
+        self.answers = z["answers"].astype(np.float64)  # (n, 40) shrunk shapes per known word
+        self.sizes_db = z["sizes_db"].astype(np.float64)  # (n,) calibrated dB size per known word
+        self.global_size_db = float(z["global_size_db"])
+        self.coef, self.bias = z["coef"], z["bias"]
+        self.keys, self.key_shapes = z["keys"], z["key_shapes"]
+        self.k, self.temperature, self.blend = int(z["k"]), float(z["temperature"]), float(z["blend"])
+
+    def predict(self, emb: np.ndarray) -> np.ndarray:
+        """Shape for one embedding: ridge blended with a softmax-weighted kNN over known words."""
+        ridge = emb @ self.coef + self.bias
+        sims = self.keys @ emb
+        idx = np.argpartition(-sims, self.k - 1)[: self.k]
+        ww = np.exp((sims[idx] - sims[idx].max()) / self.temperature)
+        knn = (ww / ww.sum()) @ self.key_shapes[idx]
+        return ((1 - self.blend) * ridge + self.blend * knn).astype(np.float64)
+
+
+class TextToCurve:
+    """The one entry point from words to curves. Thread-compatible, not thread-safe (cache)."""
+
+    def __init__(self, models_path: Path | str | None = None, *, threads: int = 1):
+        root = Path(models_path) if models_path else models_dir()
+        self.head = Head(root / HEAD_FILE)
+        self.encoder = TextEncoder(root, threads=threads)
+        self._descriptor = lru_cache(maxsize=4096)(self._descriptor_uncached)
+
+    def known(self, word: str) -> bool:
+        return word in self.head.index
+
+    def curve(self, phrase: str, amount: float | None = None) -> CurveAnswer:
+        """The curve for a phrase. Raises PhraseError on input that is not a description."""
+        amount = DEFAULT_AMOUNT if amount is None else _check_amount(amount)
+        text = check_phrase(phrase)
+        terms = parse_phrase(text)
+        if not terms:
+            raise PhraseError(f"phrase {phrase!r} has modifiers but no descriptor (e.g. 'less warm')")
+        total = np.zeros(len(FREQS_HZ))
+        answers = []
+        for term in terms:
+            gains, resolved, source = self._descriptor(term.text)
+            total += term.weight * gains
+            answers.append(TermAnswer(term.text, term.weight, resolved, source))
+        gains_db = np.clip(total * (amount / DEFAULT_AMOUNT), -MAX_GAIN_DB, MAX_GAIN_DB)
+        return CurveAnswer(phrase, amount, FREQS_HZ.copy(), gains_db, tuple(answers))
+
+    def descriptor_db(self, descriptor: str) -> np.ndarray:
+        """dB curve of one bare descriptor at the default amount (a copy; the cache is shared)."""
+        return self._descriptor(descriptor)[0].copy()
+
+    def _descriptor_uncached(self, descriptor: str) -> tuple[np.ndarray, str, str]:
+        word = self._vocabulary_form(descriptor)
+        if word is not None:
+            i = self.head.index[word]
+            return self.head.answers[i] * self.head.sizes_db[i], self.head.words[i], "data"
+        english = self._spanish(descriptor)
+        if english is not None:
+            gains, resolved, _ = self._descriptor(english)
+            return gains, resolved, f"lexicon:{english}"
+        parts = descriptor.split()
+        if len(parts) > 1 and all(self._vocabulary_form(p) for p in parts):
+            curves = [self._descriptor(p)[0] for p in parts]
+            return np.mean(curves, axis=0), descriptor, "data"
+        emb = self.encoder.embed(self.head.template.format(descriptor))
+        return self.head.predict(emb) * self.head.global_size_db, descriptor, "model"
+
+    def _vocabulary_form(self, word: str) -> str | None:
+        for cand in inflection_candidates(word):
+            if cand in self.head.index:
+                return cand
+        return None
+
+    @staticmethod
+    def _spanish(word: str) -> str | None:
+        for cand in inflection_candidates(word):
+            if cand in SPANISH_TO_ENGLISH:
+                return SPANISH_TO_ENGLISH[cand]
+        return None
+
+
+def _check_amount(amount: object) -> float:
+    try:
+        value = float(amount)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise PhraseError(f"amount must be a number in 0..1, got {amount!r}") from exc
+    if not 0.0 <= value <= 1.0:
+        raise PhraseError(f"amount must be in 0..1, got {value}")
+    return value
+
+
+__all__ = ["CurveAnswer", "TermAnswer", "TextToCurve", "DEFAULT_AMOUNT", "Term"]

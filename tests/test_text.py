@@ -1,0 +1,46 @@
+"""The phrase grammar and word cleaning (pure functions, no model)."""
+
+import pytest
+
+from bridge.errors import PhraseError
+from bridge.text import MAX_PHRASE_CHARS, canonical_word, check_phrase, parse_phrase
+
+
+def terms(phrase):
+    return [(t.text, t.weight) for t in parse_phrase(check_phrase(phrase))]
+
+
+def test_clauses_and_modifiers_compose():
+    assert terms("warmer, less muddy") == [("warmer", 1.0), ("muddy", -1.0)]
+    assert terms("a bit brighter but less harsh") == [("brighter", 0.5), ("harsh", -1.0)]
+    assert terms("a bit less boomy") == [("boomy", -0.5)]
+    assert terms("very bright and not thin") == [("bright", 1.5), ("thin", -1.0)]
+
+
+def test_spanish_modifiers():
+    assert terms("más oscuro y un poco suave") == [("oscuro", 1.0), ("suave", 0.5)]
+    assert terms("menos brillante") == [("brillante", -1.0)]
+
+
+def test_case_and_whitespace_are_cleaned():
+    assert terms("  WARM\t and   Bright ") == [("warm", 1.0), ("bright", 1.0)]
+
+
+def test_only_modifiers_gives_no_terms():
+    assert parse_phrase(check_phrase("less")) == []
+
+
+def test_inflections_find_the_known_base():
+    known = {"warm", "muddy", "fat", "bright"}.__contains__
+    assert canonical_word("warmer", known) == "warm"
+    assert canonical_word("Muddier", known) == "muddy"
+    assert canonical_word("fatter", known) == "fat"
+    assert canonical_word("brightness", known) == "bright"
+    assert canonical_word("glassy", known) == "glassy"
+
+
+@pytest.mark.parametrize("bad", ["", "   \t\n", "!!! ???", "🎸🔥", "12345", "x" * (MAX_PHRASE_CHARS + 1),
+                                 "тёплый", "温暖", None, 42])
+def test_bad_phrases_raise_a_typed_error(bad):
+    with pytest.raises(PhraseError):
+        check_phrase(bad)
