@@ -21,25 +21,16 @@ Choices, and why:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from bridge.errors import ModelFileError
 
-ENCODER_FILE = "text-encoder.int8.onnx"
-TOKENIZER_FILE = "tokenizer.json"
+from bridge.model.files import ENCODER_FILE, TOKENIZER_FILE, models_dir
+
 MAX_TOKENS = 128
 DIM = 384
-
-
-def default_models_dir() -> Path:
-    """`$EQBRIDGE_MODELS_DIR` if set, else `<repo>/models`."""
-    env = os.environ.get("EQBRIDGE_MODELS_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / "models"
 
 
 class TextEncoder:
@@ -49,7 +40,7 @@ class TextEncoder:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        self.model_dir = Path(model_dir) if model_dir is not None else default_models_dir()
+        self.model_dir = Path(model_dir) if model_dir is not None else models_dir()
         onnx_path = self.model_dir / ENCODER_FILE
         tok_path = self.model_dir / TOKENIZER_FILE
         for p in (onnx_path, tok_path):

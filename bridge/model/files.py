@@ -15,4 +15,4 @@ LATENT_DECODER_FILE = "latent-decoder.onnx"
 def models_dir() -> Path:
     """EQBRIDGE_MODELS_DIR if set, else the repository's models/ folder."""
     env = os.environ.get("EQBRIDGE_MODELS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "models"
+    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "models"
