@@ -1,0 +1,169 @@
+"""Stand-in peers over real loopback UDP: a REAPER OSC surface, AbletonOSC, and an OSC client.
+
+They implement the documented addresses the bridge uses and record everything that arrives:
+- REAPER (https://www.reaper.fm/sdk/osc/osc.php, Default.ReaperOSC):
+  `/track/@/fx/@/fxparam/@/value ,f` normalized 0..1 (1-based track, FX and parameter numbers).
+- AbletonOSC (https://github.com/ideoforms/AbletonOSC, abletonosc/device.py): listens on a port,
+  answers at the sender's IP on the response port (11001 in Live), `/live/device/get/parameters/
+  name|min|max|value`, `/live/device/get/parameter/value_string`, `/live/device/set/parameter/value`.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+
+def build(address: str, *args: Any) -> bytes:
+    b = OscMessageBuilder(address)
+    for a in args:
+        if isinstance(a, bool):
+            b.add_arg(a)
+        elif isinstance(a, int):
+            b.add_arg(a, "i")
+        elif isinstance(a, float):
+            b.add_arg(a, "f")
+        else:
+            b.add_arg(a)
+    return b.build().dgram
+
+
+@dataclass
+class Received:
+    address: str
+    args: list
+    t: float  # perf_counter at arrival
+    sender: tuple
+
+
+class UdpPeer:
+    """A UDP socket on 127.0.0.1 with a receive thread; subclasses react to messages."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.addr = ("127.0.0.1", self.port)
+        self.received: list[Received] = []
+        self.cond = threading.Condition()
+        self._closing = False
+        self.keep = True  # set False to count without storing (floods)
+        self.count = 0
+        self.on_receive: Callable[[Received], None] | None = None
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self._closing:
+            try:
+                data, sender = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            t = time.perf_counter()
+            try:
+                m = OscMessage(data)
+                r = Received(m.address, list(m.params), t, sender)
+            except Exception:
+                r = Received("<unparsable>", [data], t, sender)
+            self.handle(r)
+            if self.on_receive is not None:
+                self.on_receive(r)
+            with self.cond:
+                self.count += 1
+                if self.keep:
+                    self.received.append(r)
+                self.cond.notify_all()
+
+    def handle(self, r: Received) -> None:
+        pass
+
+    def send(self, dest: tuple, address: str, *args: Any) -> None:
+        self.sock.sendto(build(address, *args), dest)
+
+    def wait_for(self, pred: Callable[[list[Received]], bool], timeout: float = 10.0) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: pred(self.received), timeout=timeout)
+
+    def wait_address(self, address: str, n: int = 1, timeout: float = 10.0) -> list[Received]:
+        self.wait_for(lambda rs: sum(r.address == address for r in rs) >= n, timeout)
+        return [r for r in self.received if r.address == address]
+
+    def clear(self) -> None:
+        with self.cond:
+            self.received.clear()
+
+    def close(self) -> None:
+        self._closing = True
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
+_FXPARAM = re.compile(r"^/track/(\d+)/fx/(\d+)/fxparam/(\d+)/value$")
+
+
+class ReaperPeer(UdpPeer):
+    """REAPER's OSC surface: keeps the value of every FX parameter it was sent."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.params: dict[tuple[int, int, int], float] = {}
+        self.unknown: list[Received] = []
+        super().__init__(port)
+
+    def handle(self, r: Received) -> None:
+        m = _FXPARAM.match(r.address)
+        if m and len(r.args) == 1 and isinstance(r.args[0], float):
+            self.params[(int(m[1]), int(m[2]), int(m[3]))] = r.args[0]
+        else:
+            self.unknown.append(r)
+
+    def fxparam_messages(self) -> list[tuple[str, float]]:
+        return [(r.address, r.args[0]) for r in self.received if _FXPARAM.match(r.address)]
+
+
+@dataclass
+class LiveParam:
+    name: str
+    min: float
+    max: float
+    value: float = 0.0
+
+
+class AbletonPeer(UdpPeer):
+    """AbletonOSC: devices[(track, device)] = [LiveParam...]; replies go to (sender IP, reply_port)."""
+
+    def __init__(self, devices: dict[tuple[int, int], list[LiveParam]], reply_port: int, port: int = 0) -> None:
+        self.devices = devices
+        self.reply_port = reply_port
+        self.sets: list[tuple[int, int, int, float]] = []
+        super().__init__(port)
+
+    def handle(self, r: Received) -> None:
+        a = r.args
+        dest = (r.sender[0], self.reply_port)
+        if len(a) < 2 or (a[0], a[1]) not in self.devices:
+            self.send(dest, "/live/error", "no such device")
+            return
+        params = self.devices[(a[0], a[1])]
+        base = r.address
+        if base.startswith("/live/device/get/parameters/"):
+            what = base.rsplit("/", 1)[1]
+            vals = [getattr(p, what) for p in params]
+            self.send(dest, base, a[0], a[1], *vals)
+        elif base == "/live/device/get/parameter/value_string":
+            p = params[int(a[2])]
+            self.send(dest, base, a[0], a[1], int(a[2]), f"{p.value:.2f}")
+        elif base == "/live/device/set/parameter/value":
+            i, v = int(a[2]), float(a[3])
+            params[i].value = v
+            self.sets.append((a[0], a[1], i, v))
