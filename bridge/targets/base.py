@@ -1,0 +1,163 @@
+"""The part every target shares: change detection, coalescing and rate limiting.
+
+The engine thread calls `submit(params)`; it never blocks on I/O. A sender thread per target
+wakes up, waits until `min_interval` has passed since its last flush, takes everything pending
+(latest value per parameter key), drops what equals the last value sent, and calls `_send`.
+An isolated change is sent at once; a burst of changes is sent at most once per interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any, Hashable, Sequence
+
+from bridge.bands import HostParam
+
+log = logging.getLogger("eqbridge.targets")
+
+
+class OutputTarget:
+    """Base class: subclasses implement `wire_value`, `_send` and optionally `_connect`/`_close`."""
+
+    kind = "base"
+
+    def __init__(self, *, min_interval: float = 0.0, name: str | None = None) -> None:
+        self.name = name or self.kind
+        self.min_interval = float(min_interval)
+        self._cond = threading.Condition()
+        self._pending: dict[Hashable, tuple[HostParam, Any]] = {}
+        self._last_sent: dict[Hashable, Any] = {}
+        self._last_flush = -1e9
+        self._stop = False
+        self._paused = False
+        self._thread: threading.Thread | None = None
+        self.sent_messages = 0
+        self.flushes = 0
+        self.flush_times: deque[float] = deque(maxlen=1000)  # monotonic, for status and tests
+        self.last_error: str | None = None
+
+    # ---- to implement
+    def wire_value(self, p: HostParam) -> Any:
+        """The value as it will be on the wire (compared to decide whether it changed)."""
+        return float(p.normalized)
+
+    def _send(self, batch: list[tuple[HostParam, Any]]) -> int:
+        """Send one flush; return how many messages went out. Runs on the sender thread."""
+        raise NotImplementedError
+
+    def _connect(self) -> None:  # sender thread, before the first flush
+        pass
+
+    def _close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return self.name
+
+    # ---- engine side
+    def submit(self, params: Sequence[HostParam]) -> int:
+        """Queue the values; returns how many differ from what is sent or pending."""
+        n = 0
+        with self._cond:
+            for p in params:
+                v = self.wire_value(p)
+                if v is None:
+                    continue
+                key = p.key
+                if key in self._pending:
+                    if self._pending[key][1] != v:
+                        n += 1
+                    self._pending[key] = (p, v)
+                elif self._last_sent.get(key, _MISSING) != v:
+                    self._pending[key] = (p, v)
+                    n += 1
+            if n:
+                self._cond.notify()
+        return n
+
+    def forget(self) -> None:
+        """Forget what was sent (the host may have changed under us): next submit sends all."""
+        with self._cond:
+            self._last_sent.clear()
+
+    # ---- sender thread
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"eqbridge-{self.name}", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        try:
+            self._close()
+        except Exception:  # pragma: no cover - closing is best effort
+            log.debug("closing %s failed", self.name, exc_info=True)
+
+    def pause(self) -> None:
+        """Hold sends (values keep coalescing) until `resume()`: for tests and for a host that is busy."""
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify()
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._pending
+
+    def _run(self) -> None:
+        try:
+            self._connect()
+        except Exception as exc:
+            self.last_error = str(exc)
+            log.warning("%s: cannot connect yet: %s", self.name, exc)
+        while True:
+            with self._cond:
+                while not self._stop:
+                    if self._pending and not self._paused:
+                        wait = self._last_flush + self.min_interval - time.monotonic()
+                        if wait <= 0:
+                            break
+                        self._cond.wait(wait)
+                    else:
+                        self._cond.wait()
+                if self._stop:
+                    return
+                batch = [(p, v) for key, (p, v) in self._pending.items()
+                         if self._last_sent.get(key, _MISSING) != v]
+                self._pending = {}
+                self._last_flush = time.monotonic()
+            if not batch:
+                continue
+            try:
+                self.sent_messages += self._send(batch)
+                self.flushes += 1
+                self.flush_times.append(self._last_flush)
+                with self._cond:
+                    for p, v in batch:
+                        self._last_sent[p.key] = v
+                self.last_error = None
+            except Exception as exc:  # the host is away: keep the values pending for later
+                self.last_error = str(exc)
+                log.warning("%s: send failed: %s", self.name, exc)
+                with self._cond:
+                    for p, v in batch:
+                        self._pending.setdefault(p.key, (p, v))
+                    self._cond.wait(max(self.min_interval, 0.5))
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING = _Missing()

@@ -1,0 +1,88 @@
+"""MIDI CC out, for any host with MIDI learn: each parameter key is bound to a channel and CC.
+
+Values are the mapping's normalized 0..1 scaled to 0..127. The port is found by name substring
+and reopened when it comes back after an unplug (mido + python-rtmidi,
+https://mido.readthedocs.io/en/stable/ports/index.html). Unbound parameters are skipped; with no
+explicit map, parameters get consecutive CCs from `first_cc` in the order they first appear.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bridge.bands import HostParam
+from bridge.targets.base import OutputTarget
+
+log = logging.getLogger("eqbridge.targets.midi")
+
+DEFAULT_MIN_INTERVAL = 0.005
+
+
+class MidiNotConnected(RuntimeError):
+    pass
+
+
+class MidiCcTarget(OutputTarget):
+    kind = "midi"
+
+    def __init__(self, port: str, *, cc_map: dict[str, tuple[int, int]] | None = None,
+                 channel: int = 1, first_cc: int = 20, backend: str | None = None,
+                 min_interval: float = DEFAULT_MIN_INTERVAL, name: str | None = None) -> None:
+        super().__init__(min_interval=min_interval, name=name or f"midi:{port}")
+        self.port_substring = port
+        self.cc_map: dict[str, tuple[int, int]] = dict(cc_map or {})
+        self.auto = cc_map is None
+        self.channel, self.next_cc = int(channel), int(first_cc)
+        self.backend_name = backend
+        self._port: Any = None
+
+    def _backend(self) -> Any:
+        import mido
+        return mido.Backend(self.backend_name) if self.backend_name else mido
+
+    def binding(self, key: str) -> tuple[int, int] | None:
+        b = self.cc_map.get(key)
+        if b is None and self.auto and self.next_cc < 120:
+            b = (self.channel, self.next_cc)
+            self.cc_map[key] = b
+            self.next_cc += 1
+        return b
+
+    def wire_value(self, p: HostParam) -> int | None:
+        if self.binding(p.key) is None:
+            return None
+        return int(round(min(max(float(p.normalized), 0.0), 1.0) * 127))
+
+    def _open(self) -> Any:
+        be = self._backend()
+        if self._port is not None:
+            if self._port.name in be.get_output_names():
+                return self._port
+            self._port.close()
+            self._port = None
+        for name in be.get_output_names():
+            if self.port_substring.lower() in name.lower():
+                self._port = be.open_output(name)
+                log.info("MIDI out: opened %r", name)
+                return self._port
+        raise MidiNotConnected(f"no MIDI output port matching {self.port_substring!r}")
+
+    def _connect(self) -> None:
+        self._open()
+
+    def _send(self, batch: list[tuple[HostParam, int]]) -> int:
+        import mido
+        port = self._open()
+        for p, v in batch:
+            ch, cc = self.cc_map[p.key]
+            port.send(mido.Message("control_change", channel=ch - 1, control=cc, value=v))
+        return len(batch)
+
+    def _close(self) -> None:
+        if self._port is not None:
+            self._port.close()
+            self._port = None
+
+    def describe(self) -> str:
+        return f"MIDI CC out to a port matching {self.port_substring!r}"

@@ -1,0 +1,138 @@
+"""Targets over loopback UDP: addresses, only-what-changed, coalescing, rate limit, AbletonOSC lookup."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from bridge.bands import HostParam
+from bridge.targets.ableton import AbletonLookupError, AbletonOscTarget
+from bridge.targets.reaper import ReaperOscTarget
+from fakes import live_params
+from peers import AbletonPeer, ReaperPeer
+
+
+def f32(x):
+    return struct.unpack(">f", struct.pack(">f", x))[0]
+
+
+def hp(key, norm, native=0.0, idx=0, live=None):
+    return HostParam(key, norm, native, reaper_index=idx, live_name=live)
+
+
+@pytest.fixture
+def reaper():
+    peer = ReaperPeer()
+    tgt = ReaperOscTarget("127.0.0.1", peer.port, track=3, fx=2, min_interval=0.0)
+    tgt.start()
+    yield peer, tgt
+    tgt.stop()
+    peer.close()
+
+
+def test_reaper_addresses_are_one_based_and_values_normalized(reaper):
+    peer, tgt = reaper
+    assert tgt.submit([hp("a", 0.25, idx=0), hp("b", 0.75, idx=4), hp("c", 1.7, idx=5)]) == 3
+    peer.wait_for(lambda rs: len(rs) >= 3)
+    assert sorted(peer.fxparam_messages()) == [
+        ("/track/3/fx/2/fxparam/1/value", 0.25), ("/track/3/fx/2/fxparam/5/value", 0.75),
+        ("/track/3/fx/2/fxparam/6/value", 1.0)]
+
+
+def test_only_what_changed_is_sent(reaper):
+    peer, tgt = reaper
+    tgt.submit([hp("a", 0.25, idx=0), hp("b", 0.5, idx=1)])
+    peer.wait_for(lambda rs: len(rs) >= 2)
+    assert tgt.submit([hp("a", 0.25, idx=0), hp("b", 0.6, idx=1)]) == 1
+    peer.wait_for(lambda rs: len(rs) >= 3)
+    assert tgt.submit([hp("a", 0.25, idx=0), hp("b", 0.6, idx=1)]) == 0
+    tgt.submit([hp("a", 0.3, idx=0)])
+    peer.wait_for(lambda rs: len(rs) >= 4)
+    assert peer.fxparam_messages()[2:] == [("/track/3/fx/2/fxparam/2/value", f32(0.6)),
+                                           ("/track/3/fx/2/fxparam/1/value", f32(0.3))]
+    assert tgt.idle()
+
+
+def test_a_burst_is_coalesced_latest_wins(reaper):
+    peer, tgt = reaper
+    tgt.pause()
+    for i in range(1000):
+        tgt.submit([hp("a", i / 1000, idx=0), hp("b", 0.5, idx=1)])
+    tgt.submit([hp("a", 0.1234, idx=0)])
+    tgt.resume()
+    peer.wait_for(lambda rs: len(rs) >= 2)
+    tgt.pause()  # nothing else may follow; a marker value proves the pipe is flushed
+    tgt.submit([hp("z", 0.0, idx=9)])
+    tgt.resume()
+    peer.wait_for(lambda rs: any("fxparam/10/" in r.address for r in rs))
+    msgs = peer.fxparam_messages()
+    assert sorted(msgs[:2]) == [("/track/3/fx/2/fxparam/1/value", f32(0.1234)),
+                                ("/track/3/fx/2/fxparam/2/value", 0.5)]
+    assert len(msgs) == 3
+
+
+def test_a_value_that_returns_before_the_flush_is_not_sent(reaper):
+    peer, tgt = reaper
+    tgt.submit([hp("a", 0.5, idx=0)])
+    peer.wait_for(lambda rs: len(rs) >= 1)
+    tgt.pause()
+    tgt.submit([hp("a", 0.9, idx=0)])
+    tgt.submit([hp("a", 0.5, idx=0)])
+    tgt.submit([hp("m", 0.1, idx=7)])
+    tgt.resume()
+    peer.wait_for(lambda rs: len(rs) >= 2)
+    assert peer.fxparam_messages()[1:] == [("/track/3/fx/2/fxparam/8/value", f32(0.1))]
+
+
+def test_flushes_are_spaced_by_the_interval():
+    peer = ReaperPeer()
+    tgt = ReaperOscTarget("127.0.0.1", peer.port, min_interval=0.02)
+    tgt.start()
+    try:
+        for i in range(6):
+            tgt.submit([hp("a", i / 10, idx=0)])
+            peer.wait_for(lambda rs: len(rs) >= i + 1)
+        times = list(tgt.flush_times)
+        assert len(times) == 6
+        assert all(b - a >= 0.02 for a, b in zip(times, times[1:]))
+    finally:
+        tgt.stop()
+        peer.close()
+
+
+def test_params_without_a_reaper_index_are_skipped(reaper):
+    peer, tgt = reaper
+    assert tgt.submit([HostParam("x", 0.5, 0.0, reaper_index=None)]) == 0
+
+
+@pytest.fixture
+def live():
+    tgt = AbletonOscTarget("127.0.0.1", 1, track=1, device=2, reply_port=0, min_interval=0.0)
+    peer = AbletonPeer({(1, 2): live_params()}, reply_port=tgt.reply_port)
+    tgt.port = peer.port
+    tgt.start()
+    yield peer, tgt
+    tgt.stop()
+    peer.close()
+
+
+def test_ableton_finds_parameters_by_name_and_sends_native_values(live):
+    peer, tgt = live
+    tgt.submit([hp("g2", 0.6, native=3.5, live="2 Gain A"), hp("f2", 0.4, native=480.0, live="2 Frequency A"),
+                hp("g9", 0.4, native=1.0, live="No Such Knob"), hp("gx", 0.9, native=99.0, live="1 Gain A")])
+    peer.wait_for(lambda rs: len([r for r in rs if r.address.endswith("set/parameter/value")]) >= 3)
+    sets = sorted(peer.sets)
+    # "1 Gain A" is index 2 and clamped to Live's max of 15 dB; the unknown name is skipped
+    assert sets == [(1, 2, 2, 15.0), (1, 2, 4, 480.0), (1, 2, 5, 3.5)]
+    assert tgt.names is not None and tgt.names[0] == "Device On"
+    assert tgt.query_value_strings([5]) == {5: "3.50"}
+
+
+def test_ableton_lookup_without_live_fails_with_a_reason():
+    tgt = AbletonOscTarget("127.0.0.1", 9, reply_port=0, lookup_timeout=0.2)
+    try:
+        with pytest.raises(AbletonLookupError, match="no answer from AbletonOSC"):
+            tgt.lookup()
+    finally:
+        tgt.stop()
