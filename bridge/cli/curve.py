@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("curve", help="show the EQ curve a phrase means")
     p.add_argument("phrases", nargs="+", metavar="PHRASE")
     p.add_argument("--amount", type=float, default=None, help="0..1 (default 0.5: a typical SAFE user's size)")
+    p.add_argument("--macro", action="append", default=[], metavar="N=V", type=parse_macro,
+                   help="turn macro knob N to V (0..1, 0.5 = no change); repeatable")
     p.add_argument("--json", action="store_true", help="one JSON object per phrase per line")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the curves on a log-frequency axis")
     p.set_defaults(func=run)
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     answers, failed = [], 0
     for phrase in args.phrases:
         try:
-            answers.append(model.curve(phrase, args.amount))
+            answers.append(model.curve(phrase, args.amount, dict(args.macro)))
         except EqBridgeError as exc:
             print(f"eqbridge curve: error: {exc}", file=sys.stderr)
             failed += 1
@@ -35,6 +37,17 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and answers:
         plot_curves(answers, args.plot)
     return 2 if failed else 0
+
+
+def parse_macro(text: str) -> tuple[int, float]:
+    """"2=0.8" -> (2, 0.8); argparse turns the ValueError into a usage message."""
+    knob, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected N=V (e.g. 1=0.8), got {text!r}")
+    try:
+        return int(knob), float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected N=V with a whole N and a number V, got {text!r}") from exc
 
 
 def format_table(ans) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from bridge.erb import FREQS_HZ
 from bridge.errors import ModelFileError, PhraseError
 from bridge.model.encoder import TextEncoder
 from bridge.model.files import HEAD_FILE, models_dir
+from bridge.model.latent import MacroKnobs
 from bridge.text import (SPANISH_TO_ENGLISH, Term, check_phrase, inflection_candidates, parse_phrase,
                          strip_accents)
 
@@ -92,16 +94,26 @@ class TextToCurve:
     """The one entry point from words to curves. Thread-compatible, not thread-safe (cache)."""
 
     def __init__(self, models_path: Path | str | None = None, *, threads: int = 1):
-        root = Path(models_path) if models_path else models_dir()
-        self.head = Head(root / HEAD_FILE)
-        self.encoder = TextEncoder(root, threads=threads)
+        self.root = Path(models_path) if models_path else models_dir()
+        self.head = Head(self.root / HEAD_FILE)
+        self.encoder = TextEncoder(self.root, threads=threads)
+        self._knobs: MacroKnobs | None = None
         self._descriptor = lru_cache(maxsize=4096)(self._descriptor_uncached)
 
     def known(self, word: str) -> bool:
         return word in self.head.index
 
-    def curve(self, phrase: str, amount: float | None = None) -> CurveAnswer:
-        """The curve for a phrase. Raises PhraseError on input that is not a description."""
+    @property
+    def knobs(self) -> MacroKnobs:
+        """The macro knobs, loaded on first use (the daemon needs them; `curve` mostly does not)."""
+        if self._knobs is None:
+            self._knobs = MacroKnobs(self.root)
+        return self._knobs
+
+    def curve(self, phrase: str, amount: float | None = None,
+              macros: Mapping[int, float] | None = None) -> CurveAnswer:
+        """The curve for a phrase, with macro knobs (1-based, 0.5 = no change) turned relative to it.
+        Raises PhraseError on input that is not a description."""
         amount = DEFAULT_AMOUNT if amount is None else _check_amount(amount)
         text = check_phrase(phrase)
         terms = parse_phrase(text)
@@ -113,7 +125,10 @@ class TextToCurve:
             gains, resolved, source = self._descriptor(term.text)
             total += term.weight * gains
             answers.append(TermAnswer(term.text, term.weight, resolved, source))
-        gains_db = np.clip(total * (amount / DEFAULT_AMOUNT), -MAX_GAIN_DB, MAX_GAIN_DB)
+        gains_db = total * (amount / DEFAULT_AMOUNT)
+        if macros:
+            gains_db = self.knobs.apply(gains_db, macros)
+        gains_db = np.clip(gains_db, -MAX_GAIN_DB, MAX_GAIN_DB)
         return CurveAnswer(phrase, amount, FREQS_HZ.copy(), gains_db, tuple(answers))
 
     def descriptor_db(self, descriptor: str) -> np.ndarray:

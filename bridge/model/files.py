@@ -16,3 +16,4 @@ def models_dir() -> Path:
     """EQBRIDGE_MODELS_DIR if set, else the repository's models/ folder."""
     env = os.environ.get("EQBRIDGE_MODELS_DIR")
     return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "models"
+LATENT_KNOBS_FILE = "latent-knobs.json"

@@ -93,6 +93,13 @@ percentile {q['head_p1_r']:.4f}, min {q['head_min_r']:.4f} (the low ones are nea
 where r is unstable).
 The head is the best-scoring setting whose shipped curves pass r >= 0.99 on every training word.
 
+## Macro knobs (latent space)
+PCA over all {d['socialfx_rows'] + d['safe_rows']} crowd shapes; held-out explained variance (5 folds by word) for
+1..8 dimensions: {', '.join(f'{e:.3f}' for e in report['latent']['heldout_explained'])}. The smallest of 2-4
+dimensions reaching 0.8 is used ({report['latent']['dims']}; 4 if none does). Knobs (named by the well-attested
+words at each end): {'; '.join(f'{i + 1}: {n}' for i, n in enumerate(report['latent']['names']))}.
+Shipped as `latent-encoder.onnx` / `latent-decoder.onnx` (MatMul + Add) and `latent-knobs.json`.
+
 ## Limits
 - Most descriptors have one or two people behind them: their held-out means are noisy, which caps r.
 - MiniLM is an English model; Spanish descriptors outside the data go through a small lexicon

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -10,11 +11,12 @@ from typing import Callable
 import numpy as np
 
 from bridge.model.encoder import TextEncoder
-from bridge.model.files import HEAD_FILE, models_dir
+from bridge.model.files import HEAD_FILE, LATENT_KNOBS_FILE, models_dir
 from bridge.text import SPANISH_TO_ENGLISH, inflection_candidates, strip_accents
 from bridge.train import data as D
 from bridge.train import evaluate as E
 from bridge.train import head as H
+from bridge.train.latent import build_latent
 
 TEMPLATE = "a {} sound"
 """Words are embedded inside a short sentence: it puts them in their audio sense and measured
@@ -72,7 +74,7 @@ def run_train(out_dir: Path | None = None, *, export: bool = True, progress: Pro
     from bridge.train.card import write_model_card
 
     out_dir = Path(out_dir) if out_dir else models_dir()
-    steps = Steps(8 if export else 7, progress)
+    steps = Steps(9 if export else 8, progress)
     report: dict = {"template": TEMPLATE}
     if export:
         from bridge.train.export_encoder import export_encoder
@@ -140,6 +142,15 @@ def run_train(out_dir: Path | None = None, *, export: bool = True, progress: Pro
     report["shrinkage"] = {"k": k, "table": k_table}
     steps.done(f"(head {params}, CV r = {report['cv']['pools']['n>=3']['eqbridge head'].r:.3f}, "
                f"k = {k}, int8 min r = {check['min_r']:.4f})")
+
+    steps.start("building the macro-knob latent space (PCA, dims by held-out reconstruction)")
+    groups = np.array([s.word for s in samples])
+    report["latent"] = build_latent(np.stack([s.shape for s in samples]), groups, table.words, table.langs,
+                                    table.shapes, table.counts, out_dir)
+    (out_dir / LATENT_KNOBS_FILE).write_text(json.dumps(
+        {"names": report["latent"]["names"], "spread": report["latent"]["spread"],
+         "size_db": report["data"]["safe_size_median_db"]}, indent=1, ensure_ascii=False) + "\n")
+    steps.done(f"({report['latent']['dims']} knobs: {', '.join(report['latent']['names'])})")
 
     steps.start(f"writing {HEAD_FILE} and the model card")
     np.savez_compressed(
