@@ -156,6 +156,22 @@ def inflection_candidates(word: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+_LETTERS = "abcdefghijklmnopqrstuvwxyzáéíóúñü"
+
+
+def spelling_variants(word: str) -> set[str]:
+    """Every string one edit away (delete, swap, replace, insert): catches typos like "brigth".
+    Only for words of 5+ letters, where one edit rarely turns one real word into another."""
+    if len(word) < 5 or not word.isalpha():
+        return set()
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    deletes = {a + b[1:] for a, b in splits if b}
+    swaps = {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    replaces = {a + c + b[1:] for a, b in splits if b for c in _LETTERS}
+    inserts = {a + c + b for a, b in splits for c in _LETTERS}
+    return (deletes | swaps | replaces | inserts) - {word}
+
+
 def canonical_word(word: str, known: Callable[[str], bool]) -> str:
     """The form of `word` the vocabulary knows (comparatives, plurals, accents), else `word`."""
     word = normalize_text(word).strip(" .,!?;:'\"")

@@ -59,6 +59,11 @@ def test_comparative_is_the_base_word(model):
     assert np.allclose(model.curve("brighter").gains_db, model.curve("bright").gains_db)
 
 
+def test_typos_find_the_known_word(model):
+    assert model.curve("brigth").terms[0].resolved == "bright"
+    assert model.curve("harssh").terms[0].resolved == "harsh"
+
+
 def test_known_word_lands_close_to_its_data_mean(model):
     samples = D.load_socialfx() + D.load_safe()
     for word in ("warm", "bright", "harsh", "soft"):

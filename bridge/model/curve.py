@@ -21,7 +21,7 @@ from bridge.model.encoder import TextEncoder
 from bridge.model.files import HEAD_FILE, models_dir
 from bridge.model.latent import MacroKnobs
 from bridge.text import (SPANISH_TO_ENGLISH, Term, check_phrase, inflection_candidates, parse_phrase,
-                         strip_accents)
+                         spelling_variants, strip_accents)
 
 DEFAULT_AMOUNT = 0.5
 """At the default amount a descriptor moves as much as a typical SAFE-DB user set it (a few dB)."""
@@ -73,6 +73,7 @@ class Head:
         self.index = {w: i for i, w in enumerate(self.words)}
         for w, i in list(self.index.items()):  # "calido" finds "cálido"; exact spellings win
             self.index.setdefault(strip_accents(w), i)
+        self.counts = z["counts"]
         self.answers = z["answers"].astype(np.float64)  # (n, 40) shrunk shapes per known word
         self.sizes_db = z["sizes_db"].astype(np.float64)  # (n,) calibrated dB size per known word
         self.global_size_db = float(z["global_size_db"])
@@ -136,14 +137,18 @@ class TextToCurve:
         return self._descriptor(descriptor)[0].copy()
 
     def _descriptor_uncached(self, descriptor: str) -> tuple[np.ndarray, str, str]:
+        """Known word (or inflection) -> its data; Spanish lexicon -> the English word; a typo of a
+        known word -> that word; several known words -> their mean; otherwise the encoder + head."""
         word = self._vocabulary_form(descriptor)
         if word is not None:
-            i = self.head.index[word]
-            return self.head.answers[i] * self.head.sizes_db[i], self.head.words[i], "data"
+            return self._known(word)
         english = self._spanish(descriptor)
         if english is not None:
             gains, resolved, _ = self._descriptor(english)
             return gains, resolved, f"lexicon:{english}"
+        typo = self._typo_of(descriptor)
+        if typo is not None:
+            return self._known(typo)
         parts = descriptor.split()
         if len(parts) > 1 and all(self._vocabulary_form(p) for p in parts):
             curves = [self._descriptor(p)[0] for p in parts]
@@ -151,11 +156,21 @@ class TextToCurve:
         emb = self.encoder.embed(self.head.template.format(descriptor))
         return self.head.predict(emb) * self.head.global_size_db, descriptor, "model"
 
+    def _known(self, word: str) -> tuple[np.ndarray, str, str]:
+        i = self.head.index[word]
+        return self.head.answers[i] * self.head.sizes_db[i], self.head.words[i], "data"
+
     def _vocabulary_form(self, word: str) -> str | None:
+        """The known word `word` is a form of (itself, an inflection, an accent-free spelling)."""
         for cand in inflection_candidates(word):
             if cand in self.head.index:
                 return cand
         return None
+
+    def _typo_of(self, word: str) -> str | None:
+        """A known word one edit away (5+ letters), the best-attested if several."""
+        typos = [c for c in spelling_variants(word) if c in self.head.index]
+        return max(typos, key=lambda c: (self.head.counts[self.head.index[c]], c)) if typos else None
 
     @staticmethod
     def _spanish(word: str) -> str | None:

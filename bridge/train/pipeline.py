@@ -159,7 +159,7 @@ def run_train(out_dir: Path | None = None, *, export: bool = True, progress: Pro
         sizes_db=sizes.astype(np.float32), global_size_db=np.float32(global_size),
         coef=final.coef, bias=final.bias, keys=final.keys.astype(np.float32),
         key_shapes=final.shapes, k=np.int64(final.k), temperature=np.float64(final.temperature),
-        blend=np.float64(final.blend),
+        blend=np.float64(final.blend), params=np.array(json.dumps(params)),
     )
     report["files"] = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
     write_model_card(out_dir / "README.md", report)
