@@ -371,7 +371,7 @@ def render_markdown() -> str:
         "eqbridge send --amount 0.7              # /eqbridge/amount",
         "eqbridge send --macro 1 0.8             # /eqbridge/macro/1 (tilt)",
         "eqbridge send --undo                    # /eqbridge/undo",
-        "eqbridge send --target reaper 2 1 reaeq # /eqbridge/target",
+        "eqbridge send --target reaper 2 1 reaper-reaeq  # /eqbridge/target",
         "eqbridge send --ping                    # /eqbridge/ping -> /eqbridge/pong",
         "```",
         "",

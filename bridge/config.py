@@ -1,0 +1,364 @@
+"""The daemon's configuration: YAML in, validated dataclasses out, clear errors.
+
+Everything has a default, so `eqbridge serve` runs with no file: OSC in on 127.0.0.1:9031 and
+one target, REAPER's OSC surface on 127.0.0.1:8000, track 1, FX 1, mapping `reaper-reaeq`.
+
+```yaml
+osc:
+  host: 127.0.0.1          # other interfaces only with an allow-list
+  port: 9031
+  allow: [192.168.1.20]    # senders accepted when host is not loopback
+  feedback: ["127.0.0.1:9032"]   # also hear /eqbridge/curve and /eqbridge/params
+targets:                   # the first is active at start; /eqbridge/target NAME switches
+  - name: vocal
+    daw: reaper            # reaper | ableton | midi
+    host: 127.0.0.1
+    port: 8000
+    track: 2
+    fx: 1
+    mapping: reaper-reaeq
+    min_interval_ms: 10
+  - name: live
+    daw: ableton
+    port: 11000
+    reply_port: 11001
+    track: 0
+    fx: 0                  # the device index in Live
+    mapping: eq_eight
+  - name: synth
+    daw: midi
+    port_name: "Synth"     # MIDI output port name substring
+    cc_map: {band1.gain: [1, 20]}   # parameter key -> [channel, cc]; omitted: auto from cc 20
+midi:
+  input: "nanoKONTROL"     # MIDI input port name substring
+  backend: null            # e.g. mido.backends.rtmidi/UNIX_JACK
+  map:
+    - {control: amount, cc: 7, channel: 1}
+    - {control: macro/1, cc14: 16}       # MSB on CC 16, LSB on CC 48
+    - {control: macro/2, nrpn: 300, bits: 14}
+state_dir: null            # default: $XDG_DATA_HOME/eqbridge or ~/.local/share/eqbridge
+```
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import EqBridgeError
+from bridge.midi_in import MidiBinding
+from bridge.osc_in import DEFAULT_OSC_HOST, DEFAULT_OSC_PORT
+from bridge.session import MACRO_NAMES
+
+DAWS = ("reaper", "ableton", "midi")
+DEFAULT_MAPPING = "reaper-reaeq"
+DEFAULT_PORTS = {"reaper": 8000, "ableton": 11000}
+DEFAULT_INTERVAL_MS = {"reaper": 10.0, "ableton": 100.0, "midi": 5.0}
+
+
+class ConfigError(EqBridgeError):
+    """A config file or flag that cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Where settings go: a DAW connection, a track, an FX slot (Live: device) and a mapping."""
+
+    name: str
+    daw: str = "reaper"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    track: int = 1
+    fx: int = 1
+    mapping: str = DEFAULT_MAPPING
+    min_interval_ms: float = 10.0
+    reply_port: int = 11001
+    port_name: str = ""
+    cc_map: tuple[tuple[str, int, int], ...] | None = None
+    backend: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Identifies the state kept for this target (history follows the track and slot)."""
+        where = self.port_name if self.daw == "midi" else f"{self.host}:{self.port}"
+        return f"{self.daw}://{where}/{self.track}/{self.fx}/{self.mapping}"
+
+    def describe(self) -> str:
+        if self.daw == "midi":
+            return f"{self.name}: MIDI CC out to a port matching {self.port_name!r}, mapping {self.mapping}"
+        slot = "device" if self.daw == "ableton" else "fx"
+        return (f"{self.name}: {self.daw} at {self.host}:{self.port}, track {self.track}, "
+                f"{slot} {self.fx}, mapping {self.mapping}, every >= {self.min_interval_ms:g} ms")
+
+
+@dataclass(frozen=True)
+class Config:
+    osc_host: str = DEFAULT_OSC_HOST
+    osc_port: int = DEFAULT_OSC_PORT
+    allow: tuple[str, ...] = ()
+    feedback: tuple[tuple[str, int], ...] = ()
+    targets: tuple[TargetSpec, ...] = field(default_factory=lambda: (default_target("reaper"),))
+    midi_input: str | None = None
+    midi_backend: str | None = None
+    midi_map: tuple[MidiBinding, ...] = ()
+    state_dir: Path | None = None
+    source: str = "defaults"
+
+    def data_dir(self) -> Path:
+        return self.state_dir or default_state_dir()
+
+
+def default_state_dir() -> Path:
+    """$XDG_DATA_HOME/eqbridge, else ~/.local/share/eqbridge (never the working directory)."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / "eqbridge"
+
+
+def default_target(daw: str, name: str | None = None, **kw: Any) -> TargetSpec:
+    track, fx = (0, 0) if daw == "ableton" else (1, 1)
+    base = dict(name=name or daw, daw=daw, port=DEFAULT_PORTS.get(daw, 0), track=track, fx=fx,
+                min_interval_ms=DEFAULT_INTERVAL_MS[daw])
+    base.update({k: v for k, v in kw.items() if v is not None})
+    return TargetSpec(**base)
+
+
+def parse_host_port(text: str, where: str, default_port: int | None = None) -> tuple[str, int]:
+    """'HOST:PORT', ':PORT', 'PORT' or 'HOST' (with a default port); IPv6 as [addr]:port."""
+    s = str(text).strip()
+    host, port_s = "127.0.0.1", ""
+    if s.startswith("["):
+        end = s.find("]")
+        host, port_s = s[1:end], s[end + 2:]
+    elif s.count(":") == 1:
+        host, port_s = s.split(":")
+        host = host or "127.0.0.1"
+    elif s.isdigit():
+        port_s = s
+    else:
+        host = s
+    if not port_s:
+        if default_port is None:
+            raise ConfigError(f"{where}: {text!r} needs a port (HOST:PORT)")
+        return host, default_port
+    return host, _port(port_s, where)
+
+
+def _port(v: Any, where: str) -> int:
+    try:
+        p = int(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: must be a port number 1..65535, got {v!r}") from None
+    if not 0 <= p <= 65535:
+        raise ConfigError(f"{where}: must be 1..65535, got {p}")
+    return p
+
+
+def _int(v: Any, where: str, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+        raise ConfigError(f"{where}: must be a whole number, got {v!r}")
+    if not lo <= int(v) <= hi:
+        raise ConfigError(f"{where}: must be {lo}..{hi}, got {int(v)}")
+    return int(v)
+
+
+def _str(v: Any, where: str) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ConfigError(f"{where}: must be a non-empty string, got {v!r}")
+    return v.strip()
+
+
+def _check_keys(d: Any, allowed: set[str], where: str) -> dict:
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: must be a mapping (key: value), got {type(d).__name__}")
+    unknown = sorted(set(map(str, d)) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    return d
+
+
+def _target(d: Any, i: int) -> TargetSpec:
+    where = f"targets[{i}]"
+    _check_keys(d, {"name", "daw", "host", "port", "track", "fx", "device", "mapping", "min_interval_ms",
+                    "reply_port", "port_name", "cc_map", "backend"}, where)
+    daw = d.get("daw", "reaper")
+    if daw not in DAWS:
+        raise ConfigError(f"{where}.daw: must be one of {', '.join(DAWS)}, got {daw!r}")
+    kw: dict[str, Any] = {}
+    if "host" in d:
+        kw["host"] = _str(d["host"], f"{where}.host")
+    if "port" in d:
+        kw["port"] = _port(d["port"], f"{where}.port")
+    lo = 0
+    if "track" in d:
+        kw["track"] = _int(d["track"], f"{where}.track", lo, 100000)
+    fx = d.get("fx", d.get("device"))
+    if fx is not None:
+        kw["fx"] = _int(fx, f"{where}.fx", 0 if daw == "ableton" else 1, 100000)
+    if "mapping" in d:
+        kw["mapping"] = _str(d["mapping"], f"{where}.mapping")
+    if "min_interval_ms" in d:
+        v = d["min_interval_ms"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 10000:
+            raise ConfigError(f"{where}.min_interval_ms: must be a number 0..10000, got {v!r}")
+        kw["min_interval_ms"] = float(v)
+    if "reply_port" in d:
+        kw["reply_port"] = _port(d["reply_port"], f"{where}.reply_port")
+    if "backend" in d and d["backend"] is not None:
+        kw["backend"] = _str(d["backend"], f"{where}.backend")
+    if daw == "midi":
+        kw["port_name"] = _str(d.get("port_name"), f"{where}.port_name")
+        if d.get("cc_map") is not None:
+            cm = d["cc_map"]
+            if not isinstance(cm, dict):
+                raise ConfigError(f"{where}.cc_map: must map parameter keys to [channel, cc]")
+            rows = []
+            for k, v in cm.items():
+                if not (isinstance(v, (list, tuple)) and len(v) == 2):
+                    raise ConfigError(f"{where}.cc_map.{k}: must be [channel, cc], got {v!r}")
+                rows.append((str(k), _int(v[0], f"{where}.cc_map.{k}[0] (channel)", 1, 16),
+                             _int(v[1], f"{where}.cc_map.{k}[1] (cc)", 0, 127)))
+            kw["cc_map"] = tuple(rows)
+    name = _str(d.get("name", f"{daw}{i + 1}" if i else daw), f"{where}.name")
+    return default_target(daw, name, **kw)
+
+
+def _binding(d: Any, i: int) -> MidiBinding:
+    where = f"midi.map[{i}]"
+    _check_keys(d, {"control", "cc", "cc14", "nrpn", "channel", "bits"}, where)
+    control = _str(d.get("control"), f"{where}.control")
+    controls = ["amount"] + [f"macro/{n}" for n in range(1, len(MACRO_NAMES) + 1)]
+    if control not in controls:
+        raise ConfigError(f"{where}.control: must be one of {', '.join(controls)}, got {control!r}")
+    kinds = [k for k in ("cc", "cc14", "nrpn") if k in d]
+    if len(kinds) != 1:
+        raise ConfigError(f"{where}: give exactly one of cc, cc14 or nrpn")
+    kind = kinds[0]
+    hi = {"cc": 127, "cc14": 31, "nrpn": 16383}[kind]
+    number = _int(d[kind], f"{where}.{kind}", 0, hi)
+    channel = None if d.get("channel") is None else _int(d["channel"], f"{where}.channel", 1, 16)
+    bits = {"cc": 7, "cc14": 14, "nrpn": 14}[kind]
+    if "bits" in d:
+        if kind != "nrpn" or d["bits"] not in (7, 14):
+            raise ConfigError(f"{where}.bits: only for nrpn, 7 or 14")
+        bits = d["bits"]
+    return MidiBinding(control, kind, number, channel, bits)
+
+
+def config_from_dict(data: Any, source: str = "<dict>") -> Config:
+    if data is None:
+        data = {}
+    _check_keys(data, {"osc", "targets", "midi", "state_dir"}, source)
+    kw: dict[str, Any] = {"source": source}
+    osc = _check_keys(data.get("osc") or {}, {"host", "port", "allow", "feedback"}, "osc")
+    if "host" in osc:
+        kw["osc_host"] = _str(osc["host"], "osc.host")
+    if "port" in osc:
+        kw["osc_port"] = _port(osc["port"], "osc.port")
+    allow = osc.get("allow") or []
+    if not isinstance(allow, list):
+        raise ConfigError("osc.allow: must be a list of IP addresses")
+    for a in allow:
+        try:
+            ipaddress.ip_address(str(a))
+        except ValueError:
+            raise ConfigError(f"osc.allow: {a!r} is not an IP address") from None
+    kw["allow"] = tuple(str(a) for a in allow)
+    fb = osc.get("feedback") or []
+    if not isinstance(fb, list):
+        raise ConfigError("osc.feedback: must be a list of HOST:PORT")
+    kw["feedback"] = tuple(parse_host_port(x, "osc.feedback") for x in fb)
+    if "targets" in data:
+        ts = data["targets"]
+        if not isinstance(ts, list) or not ts:
+            raise ConfigError("targets: must be a non-empty list")
+        targets = tuple(_target(t, i) for i, t in enumerate(ts))
+        names = [t.name for t in targets]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ConfigError(f"targets: duplicate name(s) {', '.join(sorted(dup))}")
+        kw["targets"] = targets
+    midi = _check_keys(data.get("midi") or {}, {"input", "backend", "map"}, "midi")
+    if midi.get("input") is not None:
+        kw["midi_input"] = _str(midi["input"], "midi.input")
+    if midi.get("backend") is not None:
+        kw["midi_backend"] = _str(midi["backend"], "midi.backend")
+    mp = midi.get("map") or []
+    if not isinstance(mp, list):
+        raise ConfigError("midi.map: must be a list of bindings")
+    kw["midi_map"] = tuple(_binding(b, i) for i, b in enumerate(mp))
+    if kw["midi_map"] and not kw.get("midi_input"):
+        raise ConfigError("midi.map: also set midi.input (the port name substring)")
+    if data.get("state_dir") is not None:
+        p = Path(os.path.expanduser(_str(data["state_dir"], "state_dir")))
+        if not p.is_absolute():
+            raise ConfigError("state_dir: must be an absolute path (state never goes in the working directory)")
+        kw["state_dir"] = p
+    cfg = Config(**kw)
+    check_network(cfg)
+    return cfg
+
+
+def check_network(cfg: Config) -> None:
+    try:
+        loopback = ipaddress.ip_address(cfg.osc_host).is_loopback
+    except ValueError:
+        loopback = cfg.osc_host == "localhost"
+    if not loopback and not cfg.allow:
+        raise ConfigError(f"osc.host {cfg.osc_host} is not loopback: list the senders allowed in osc.allow")
+
+
+def load_config(path: str | os.PathLike | None) -> Config:
+    """Read and validate a YAML config; None means the defaults."""
+    if path is None:
+        return Config()
+    import yaml
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    return config_from_dict(data, str(p))
+
+
+def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | None = None,
+                   reaper: str | None = None, ableton: str | None = None, track: int | None = None,
+                   fx: int | None = None, mapping: str | None = None,
+                   feedback: list[str] | None = None, midi_input: str | None = None,
+                   midi_backend: str | None = None) -> Config:
+    """Apply command-line flags: --reaper/--ableton replace the targets; --track/--fx/--mapping
+    change the targets given by flags, or the first configured target when none are."""
+    kw: dict[str, Any] = {}
+    if osc_host is not None:
+        kw["osc_host"] = osc_host
+    if osc_port is not None:
+        kw["osc_port"] = _port(osc_port, "--osc-port")
+    over = {k: v for k, v in (("track", track), ("fx", fx), ("mapping", mapping)) if v is not None}
+    flagged = []
+    if reaper:
+        h, p = parse_host_port(reaper, "--reaper", DEFAULT_PORTS["reaper"])
+        flagged.append(default_target("reaper", host=h, port=p, **over))
+    if ableton:
+        h, p = parse_host_port(ableton, "--ableton", DEFAULT_PORTS["ableton"])
+        flagged.append(default_target("ableton", host=h, port=p, **over))
+    if flagged:
+        kw["targets"] = tuple(flagged)
+    elif over:
+        kw["targets"] = (replace(cfg.targets[0], **over),) + cfg.targets[1:]
+    if feedback:
+        kw["feedback"] = cfg.feedback + tuple(parse_host_port(f, "--feedback") for f in feedback)
+    if midi_input:
+        kw["midi_input"] = midi_input
+    if midi_backend:
+        kw["midi_backend"] = midi_backend
+    out = replace(cfg, **kw)
+    check_network(out)
+    return out

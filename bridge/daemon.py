@@ -1,0 +1,413 @@
+"""The daemon: wires OSC in, MIDI in, the session, the model, the fitter and the targets.
+
+Threads: the OSC server thread parses and validates datagrams (and answers pings); the MIDI
+callback decodes knobs; both only put `Event`s on one bounded queue. The engine thread is the
+only owner of the session state: it drains the queue (a burst at a time), coalesces it (the
+latest phrase wins), applies it, renders the curve once, fits it, hands the host values to the
+active target (which sends only what changed, rate-limited, from its own thread) and answers
+`/eqbridge/curve` and `/eqbridge/params` to the senders and the feedback clients.
+
+The model, mapping and fit modules are imported lazily: without them the daemon still runs
+(phrases are refused with a reason; knobs still shape the reported curve).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from bridge import __version__
+from bridge.config import DAWS, Config, TargetSpec, default_target
+from bridge.errors import EqBridgeError
+from bridge.osc_in import PREFIX, OscServer, build_message
+from bridge.session import Event, PhraseCurves, Session, SessionError, coalesce
+from bridge.targets.base import OutputTarget
+
+log = logging.getLogger("eqbridge.daemon")
+
+QUEUE_LIMIT = 50_000
+"""Events waiting for the engine; beyond this new input is dropped (and counted), not buffered."""
+STATE_FILE = "state.json"
+_STOP = Event("__stop__")
+_DISABLED = object()
+
+
+@dataclass
+class _Active:
+    spec: TargetSpec
+    mapping: Any
+    output: OutputTarget | None
+
+
+class Daemon:
+    """`start()`, then `stop()`; or `run_until(stop_event)`. Everything else happens in threads."""
+
+    def __init__(self, cfg: Config, *, model: Any = None, fit_curve: Any = None,
+                 load_mapping: Any = None, state_dir: Path | None = None,
+                 persist: bool = True) -> None:
+        self.cfg = cfg
+        self.state_dir = state_dir or cfg.data_dir()
+        self.persist = persist
+        self._model_arg, self._fit_arg, self._mapping_arg = model, fit_curve, load_mapping
+        self.model: Any = None
+        self.model_error: str | None = None
+        self.curves: PhraseCurves | None = None
+        self.fit_curve: Callable | None = None
+        self.load_mapping: Callable | None = None
+        self.session = Session(check_phrase=self._check_phrase)
+        self.queue: queue.Queue[Event] = queue.Queue(maxsize=QUEUE_LIMIT)
+        self.dropped = 0
+        self.renders = 0
+        self.osc: OscServer | None = None
+        self.midi: Any = None
+        self.outputs: dict[tuple, OutputTarget] = {}
+        self.mappings: dict[str, Any] = {}
+        self.active: _Active | None = None
+        self.last_params: list = []
+        self.last_fit_error: float | None = None
+        self._engine: threading.Thread | None = None
+        self.started = False
+        self.t_start = time.time()
+
+    # ------------------------------------------------------------------ wiring
+    def _resolve(self) -> None:
+        if self._model_arg is _DISABLED or self._model_arg is False:
+            self.model_error = "no model loaded"
+        elif self._model_arg is not None:
+            self.model = self._model_arg
+        else:
+            try:
+                from bridge.model import TextToCurve  # lazy: onnxruntime is heavy
+                self.model = TextToCurve()
+            except Exception as exc:  # missing module or model files: run without phrases
+                self.model_error = f"the text model is unavailable ({type(exc).__name__}: {exc})"
+                log.warning("%s; phrases will be refused", self.model_error)
+        if self.model is not None:
+            default_amount = max_gain = None
+            try:
+                from bridge.model import curve as _curve_mod
+                default_amount, max_gain = _curve_mod.DEFAULT_AMOUNT, _curve_mod.MAX_GAIN_DB
+            except Exception:
+                pass
+            default_amount = getattr(self.model, "DEFAULT_AMOUNT", default_amount)
+            max_gain = getattr(self.model, "MAX_GAIN_DB", max_gain)
+            self.curves = PhraseCurves(self.model, default_amount=default_amount, max_gain_db=max_gain)
+        if self._fit_arg not in (None, False, _DISABLED):
+            self.fit_curve = self._fit_arg
+        elif self._fit_arg is None:
+            try:
+                from bridge.fit import fit_curve
+                self.fit_curve = fit_curve
+            except Exception as exc:
+                log.warning("fitting unavailable (%s): curves are reported but not sent", exc)
+        if self._mapping_arg not in (None, False, _DISABLED):
+            self.load_mapping = self._mapping_arg
+        elif self._mapping_arg is None:
+            try:
+                from bridge.mapping import load_mapping
+                self.load_mapping = load_mapping
+            except Exception as exc:
+                log.warning("mappings unavailable (%s): curves are reported but not sent", exc)
+
+    def start(self) -> "Daemon":
+        self._resolve()
+        self._load_state()
+        spec = self.cfg.targets[0]
+        try:
+            self._select(spec)
+        except EqBridgeError as exc:
+            log.error("target %s: %s", spec.name, exc)
+            self.session.select(spec.key)
+            self.active = _Active(spec, None, None)
+        self.osc = OscServer(self.cfg.osc_host, self.cfg.osc_port, self.submit, allow=self.cfg.allow)
+        self._engine = threading.Thread(target=self._run, name="eqbridge-engine", daemon=True)
+        self._engine.start()
+        self.osc.start()
+        if self.cfg.midi_input:
+            from bridge.midi_in import MidiInput
+            self.midi = MidiInput(self.cfg.midi_input, list(self.cfg.midi_map), self.submit,
+                                  backend=self.cfg.midi_backend)
+            self.midi.start()
+        self.started = True
+        log.info("eqbridge %s listening for OSC on %s:%d; target %s", __version__, self.cfg.osc_host,
+                 self.osc.port, self.active.spec.describe() if self.active else "-")
+        return self
+
+    def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        if self.midi is not None:
+            self.midi.stop()
+        if self.osc is not None:
+            self.osc.stop()
+        try:
+            self.queue.put(_STOP, timeout=1)
+        except queue.Full:
+            pass
+        if self._engine is not None:
+            self._engine.join(timeout=10)
+        for out in self.outputs.values():
+            out.stop()
+        self._save_state()
+        log.info("eqbridge stopped")
+
+    def run_until(self, stop: threading.Event) -> None:
+        self.start()
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            self.stop()
+
+    @property
+    def osc_port(self) -> int:
+        assert self.osc is not None
+        return self.osc.port
+
+    # ------------------------------------------------------------------ input side
+    def submit(self, ev: Event) -> None:
+        """Called from input threads. Never blocks: a full queue drops the event."""
+        try:
+            self.queue.put_nowait(ev)
+        except queue.Full:
+            self.dropped += 1
+
+    # ------------------------------------------------------------------ engine thread
+    def _run(self) -> None:
+        q = self.queue
+        while True:
+            batch = [q.get()]
+            try:
+                while len(batch) < QUEUE_LIMIT:
+                    batch.append(q.get_nowait())
+            except queue.Empty:
+                pass
+            stop = any(e is _STOP for e in batch)
+            try:
+                self.process([e for e in batch if e is not _STOP])
+            except Exception:
+                log.exception("engine: a burst of %d events failed", len(batch))
+            if stop:
+                return
+
+    def process(self, batch: list[Event]) -> None:
+        """Apply one burst and send the result. Runs on the engine thread only."""
+        if not batch:
+            return
+        changed = False
+        replies: list[tuple[str, int]] = []
+        status_to: list[tuple[str, int]] = []
+        for ev in coalesce(batch):
+            try:
+                if ev.kind == "status":
+                    status_to.append(ev.reply_to)  # type: ignore[arg-type]
+                    continue
+                if ev.kind == "get":
+                    pass
+                elif ev.kind == "target":
+                    changed |= self._on_target(ev.args)
+                    if ev.reply_to:
+                        status_to.append(ev.reply_to)
+                else:
+                    changed |= self.session.apply(ev)
+                if ev.reply_to and ev.reply_to not in replies:
+                    replies.append(ev.reply_to)
+            except (SessionError, EqBridgeError, ValueError) as exc:
+                self._error(ev, str(exc))
+        if changed:
+            try:
+                self.render()
+            except (EqBridgeError, ValueError) as exc:
+                log.warning("render failed: %s", exc)
+                for r in replies:
+                    self._send(r, f"{PREFIX}/error", [f"could not set the EQ: {exc}"])
+        if changed or replies:
+            self._feedback(replies, to_clients=changed)
+        for r in status_to:
+            self._send(r, f"{PREFIX}/status", [json.dumps(self.status())])
+
+    def _error(self, ev: Event, reason: str) -> None:
+        log.info("refused %s from %s: %s", ev.kind, ev.reply_to or ev.source, reason)
+        if ev.reply_to and self.osc is not None:
+            self.osc.reply_error(ev.reply_to, reason)
+
+    def _check_phrase(self, phrase: str) -> None:
+        if self.curves is None:
+            raise SessionError(f"cannot answer phrases: {self.model_error or 'no model'}")
+        self.curves.check(phrase)
+
+    def render(self) -> None:
+        st = self.session.state
+        curve = self.session.target_curve(self.curves)
+        st.curve = curve
+        self.renders += 1
+        act = self.active
+        if act is None or act.mapping is None or self.fit_curve is None:
+            self.last_params = []
+            return
+        fit = self.fit_curve(curve, act.mapping, previous=st.fit)
+        st.fit = fit
+        self.last_fit_error = float(getattr(fit, "rms_error_db", float("nan")))
+        params = list(act.mapping.host_params(fit.bands))
+        self.last_params = params
+        if act.output is not None:
+            act.output.submit(params)
+
+    def _feedback(self, replies: list[tuple[str, int]], to_clients: bool) -> None:
+        if self.osc is None:
+            return
+        curve = self.session.state.curve
+        if curve is None:
+            curve = self.session.target_curve(self.curves)
+        cdg = build_message(f"{PREFIX}/curve", [float(x) for x in curve])
+        pargs: list[Any] = []
+        for p in self.last_params:
+            pargs += [str(p.key), float(p.normalized)]
+        pdg = build_message(f"{PREFIX}/params", pargs)
+        dests = list(replies)
+        if to_clients:
+            dests += [c for c in self.cfg.feedback if c not in dests]
+        for d in dests:
+            self.osc.send_dgram(d, cdg)
+            self.osc.send_dgram(d, pdg)
+
+    def _send(self, dest: tuple[str, int], address: str, args: list) -> None:
+        if self.osc is not None:
+            self.osc.send(dest, address, args)
+
+    # ------------------------------------------------------------------ targets
+    def _on_target(self, args: tuple) -> bool:
+        name = str(args[0])
+        named = [t for t in self.cfg.targets if t.name == name]
+        if named and len(args) == 1:
+            spec = named[0]
+        elif name in DAWS:
+            base = next((t for t in self.cfg.targets if t.daw == name), None) or default_target(name)
+            over = dict(zip(("track", "fx", "mapping"), args[1:]))
+            spec = replace(base, name=f"{name}@{over.get('track', base.track)}/{over.get('fx', base.fx)}",
+                           **over)
+        else:
+            names = ", ".join(t.name for t in self.cfg.targets)
+            raise SessionError(f"unknown target {name!r}: use one of {names} or reaper|ableton|midi TRACK FX [MAPPING]")
+        if self.active is not None and spec.key == self.active.spec.key:
+            return False
+        self._select(spec)
+        return True
+
+    def _select(self, spec: TargetSpec) -> None:
+        mapping = self._mapping(spec.mapping)
+        output = self._output(spec)
+        self.session.select(spec.key)
+        self.active = _Active(spec, mapping, output)
+        log.info("target: %s", spec.describe())
+
+    def _mapping(self, name: str) -> Any:
+        if self.load_mapping is None:
+            return None
+        m = self.mappings.get(name)
+        if m is None:
+            m = self.load_mapping(name)  # raises MappingError with a reason
+            self.mappings[name] = m
+        return m
+
+    def _output(self, spec: TargetSpec) -> OutputTarget:
+        if spec.daw == "midi":
+            okey: tuple = ("midi", spec.port_name, spec.cc_map)
+        else:
+            okey = (spec.daw, spec.host, spec.port, spec.track, spec.fx)
+        out = self.outputs.get(okey)
+        if out is not None:
+            return out
+        interval = spec.min_interval_ms / 1000.0
+        if spec.daw == "reaper":
+            from bridge.targets.reaper import ReaperOscTarget
+            out = ReaperOscTarget(spec.host, spec.port, track=spec.track, fx=spec.fx, min_interval=interval)
+        elif spec.daw == "ableton":
+            from bridge.targets.ableton import AbletonOscTarget
+            for k in [k for k, o in self.outputs.items() if k[0] == "ableton"]:
+                self.outputs.pop(k).stop()  # one reply port: one Live device at a time
+            out = AbletonOscTarget(spec.host, spec.port, track=spec.track, device=spec.fx,
+                                   reply_port=spec.reply_port, min_interval=interval)
+        else:
+            from bridge.targets.midi_out import MidiCcTarget
+            cc_map = None if spec.cc_map is None else {k: (ch, cc) for k, ch, cc in spec.cc_map}
+            out = MidiCcTarget(spec.port_name, cc_map=cc_map, backend=spec.backend or self.cfg.midi_backend,
+                               min_interval=interval)
+        out.start()
+        self.outputs[okey] = out
+        return out
+
+    # ------------------------------------------------------------------ status and state
+    def status(self) -> dict:
+        st = self.session.state if self.session.active else None
+        act = self.active
+        return {
+            "version": __version__,
+            "uptime_s": round(time.time() - self.t_start, 1),
+            "osc": {"host": self.cfg.osc_host, "port": self.osc.port if self.osc else self.cfg.osc_port,
+                    **(self.osc.counters.to_json() if self.osc else {})},
+            "queue": {"waiting": self.queue.qsize(), "dropped": self.dropped, "renders": self.renders},
+            "model": "loaded" if self.curves is not None else (self.model_error or "none"),
+            "fit": self.fit_curve is not None,
+            "target": None if act is None else {
+                "name": act.spec.name, "describe": act.spec.describe(), "key": act.spec.key,
+                "mapping": getattr(act.mapping, "name", None),
+                "output": None if act.output is None else {
+                    "sent": act.output.sent_messages, "flushes": act.output.flushes,
+                    "error": act.output.last_error}},
+            "targets": [t.name for t in self.cfg.targets],
+            "phrase": st.knobs.phrase if st else None,
+            "amount": st.knobs.amount if st else None,
+            "macros": list(st.knobs.macros) if st else None,
+            "bypass": st.bypass if st else None,
+            "history": {"position": st.position, "length": len(st.history)} if st else None,
+            "fit_rms_db": self.last_fit_error,
+            "midi": self.midi.describe() if self.midi is not None else None,
+            "state_dir": str(self.state_dir),
+        }
+
+    def _state_path(self) -> Path:
+        return Path(self.state_dir) / STATE_FILE
+
+    def _load_state(self) -> None:
+        if not self.persist:
+            return
+        p = self._state_path()
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable state %s: %s", p, exc)
+            return
+        if isinstance(data, dict):
+            self.session.load_json(data)
+
+    def _save_state(self) -> None:
+        if not self.persist:
+            return
+        p = self._state_path()
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".state-", dir=p.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.session.to_json(), f)
+            os.replace(tmp, p)
+        except OSError as exc:
+            log.warning("could not save state to %s: %s", p, exc)
+
+
+def flat_curve() -> np.ndarray:
+    from bridge.erb import N_BANDS
+    return np.zeros(N_BANDS)

@@ -1,0 +1,188 @@
+"""MIDI in: control-surface knobs (7-bit CC, 14-bit CC pairs, NRPN) mapped to amount and macros.
+
+`MidiDecoder` is pure: feed it mido messages, get (control, value 0..1) back. `MidiInput` finds a
+port by name substring, opens it with a callback (mido + python-rtmidi,
+https://mido.readthedocs.io/en/stable/ports/index.html), and polls the port list: it starts
+fine before the device exists, notices when the device goes away and reopens it when it returns.
+
+Encodings (MIDI 1.0 spec): a 14-bit CC pair is MSB on CC n (0..31) and LSB on CC n+32; the value
+is emitted when the LSB arrives (devices send MSB then LSB). NRPN selects a parameter with CC 99
+(MSB) and CC 98 (LSB), then sends data entry CC 6 (MSB) and CC 38 (LSB); a 14-bit NRPN binding
+emits on CC 38, a 7-bit one on CC 6.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from bridge.session import Event
+
+log = logging.getLogger("eqbridge.midi")
+
+
+@dataclass(frozen=True)
+class MidiBinding:
+    """One knob: `control` is "amount" or "macro/<n>"; `kind` is cc, cc14 or nrpn."""
+
+    control: str
+    kind: str
+    number: int
+    channel: int | None = None  # 1..16, None = any
+    bits: int = 7
+
+    def event(self, value: float, t_in: float) -> Event:
+        if self.control == "amount":
+            return Event("amount", (value,), None, "midi", t_in)
+        n = int(self.control.split("/", 1)[1])
+        return Event("macro", (n, value), None, "midi", t_in)
+
+
+class MidiDecoder:
+    """Turns control-change messages into (binding, value 0..1). Keeps per-channel pair state."""
+
+    def __init__(self, bindings: list[MidiBinding]) -> None:
+        self.cc7: dict[tuple[int | None, int], MidiBinding] = {}
+        self.cc14_msb: dict[tuple[int | None, int], MidiBinding] = {}
+        self.cc14_lsb: dict[tuple[int | None, int], MidiBinding] = {}
+        self.nrpn: dict[tuple[int | None, int], MidiBinding] = {}
+        for b in bindings:
+            key = (b.channel, b.number)
+            if b.kind == "cc":
+                self.cc7[key] = b
+            elif b.kind == "cc14":
+                self.cc14_msb[key] = b
+                self.cc14_lsb[(b.channel, b.number + 32)] = b
+            elif b.kind == "nrpn":
+                self.nrpn[key] = b
+            else:
+                raise ValueError(f"unknown MIDI binding kind {b.kind!r}")
+        self._msb: dict[tuple[int, int], int] = {}        # (channel, cc) -> last 14-bit MSB
+        self._nrpn_sel: dict[int, list[int]] = {}         # channel -> [param MSB, param LSB]
+        self._nrpn_msb: dict[int, int] = {}               # channel -> last data MSB
+
+    @staticmethod
+    def _find(table: dict, ch: int, number: int) -> MidiBinding | None:
+        return table.get((ch, number)) or table.get((None, number))
+
+    def feed(self, msg: Any) -> list[tuple[MidiBinding, float]]:
+        if getattr(msg, "type", None) != "control_change":
+            return []
+        ch, cc, val = msg.channel + 1, msg.control, msg.value
+        out: list[tuple[MidiBinding, float]] = []
+        if self.nrpn:
+            if cc == 99:
+                self._nrpn_sel[ch] = [val, self._nrpn_sel.get(ch, [0, 0])[1]]
+                return out
+            if cc == 98:
+                self._nrpn_sel[ch] = [self._nrpn_sel.get(ch, [0, 0])[0], val]
+                return out
+            if cc in (6, 38) and ch in self._nrpn_sel:
+                sel = self._nrpn_sel[ch]
+                b = self._find(self.nrpn, ch, sel[0] * 128 + sel[1])
+                if b is not None:
+                    if cc == 6:
+                        self._nrpn_msb[ch] = val
+                        if b.bits == 7:
+                            out.append((b, val / 127.0))
+                    elif b.bits == 14:
+                        out.append((b, (self._nrpn_msb.get(ch, 0) * 128 + val) / 16383.0))
+                    return out
+        b = self._find(self.cc7, ch, cc)
+        if b is not None:
+            out.append((b, val / 127.0))
+        b = self._find(self.cc14_msb, ch, cc)
+        if b is not None:
+            self._msb[(ch, cc)] = val
+        b = self._find(self.cc14_lsb, ch, cc)
+        if b is not None:
+            msb = self._msb.get((ch, cc - 32), 0)
+            out.append((b, (msb * 128 + val) / 16383.0))
+        return out
+
+
+class MidiInput:
+    """A port chosen by name substring, (re)opened by a polling thread; events go to `sink`."""
+
+    def __init__(self, port: str, bindings: list[MidiBinding], sink: Callable[[Event], None], *,
+                 backend: str | None = None, poll_interval: float = 0.5) -> None:
+        self.port_substring = port
+        self.decoder = MidiDecoder(bindings)
+        self.sink = sink
+        self.backend_name = backend
+        self.poll_interval = poll_interval
+        self.port: Any = None
+        self.port_name: str | None = None
+        self.connects = 0
+        self.received = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._backend: Any = None
+
+    def backend(self) -> Any:
+        if self._backend is None:
+            import mido
+            self._backend = mido.Backend(self.backend_name) if self.backend_name else mido.Backend()
+        return self._backend
+
+    def _callback(self, msg: Any) -> None:
+        t_in = time.perf_counter()
+        self.received += 1
+        try:
+            for b, v in self.decoder.feed(msg):
+                self.sink(b.event(v, t_in))
+        except Exception:  # a callback must never raise into rtmidi
+            log.exception("MIDI message %s could not be handled", msg)
+
+    def poll(self) -> None:
+        """One look at the port list: open a matching port, or close one that went away."""
+        try:
+            names = self.backend().get_input_names()
+        except Exception as exc:
+            log.debug("MIDI backend unavailable: %s", exc)
+            names = []
+        if self.port is not None and self.port_name not in names:
+            log.warning("MIDI in: %r went away; waiting for it to come back", self.port_name)
+            self._close_port()
+        if self.port is None:
+            for name in names:
+                if self.port_substring.lower() in name.lower():
+                    try:
+                        self.port = self.backend().open_input(name, callback=self._callback)
+                    except Exception as exc:
+                        log.warning("MIDI in: cannot open %r: %s", name, exc)
+                        return
+                    self.port_name = name
+                    self.connects += 1
+                    log.info("MIDI in: listening to %r", name)
+                    return
+
+    def _close_port(self) -> None:
+        port, self.port, self.port_name = self.port, None, None
+        if port is not None:
+            try:
+                port.close()
+            except Exception:
+                log.debug("closing MIDI port failed", exc_info=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll()
+            self._stop.wait(self.poll_interval)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="eqbridge-midi-in", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._close_port()
+
+    def describe(self) -> str:
+        state = f"connected to {self.port_name!r}" if self.port_name else "waiting for the device"
+        return f"MIDI in: port matching {self.port_substring!r} ({state})"

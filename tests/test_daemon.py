@@ -1,0 +1,297 @@
+"""The daemon end to end over loopback UDP, with stand-in REAPER and AbletonOSC peers.
+
+Most tests use the small fakes (tests/fakes.py) so they do not depend on the model files; the
+`real` tests at the end use bridge.model, bridge.mapping and bridge.fit when they are present.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from bridge.config import Config, TargetSpec, default_target
+from bridge.daemon import Daemon
+from bridge.session import Knobs, PhraseCurves
+from fakes import FakeMapping, FakeModel, fake_fit, fake_load_mapping, live_params
+from peers import AbletonPeer, ReaperPeer, UdpPeer
+
+
+def f32(x):
+    return struct.unpack(">f", struct.pack(">f", float(x)))[0]
+
+
+def expected_reaper(curve, track=1, fx=1):
+    params = FakeMapping().host_params(fake_fit(curve, FakeMapping()).bands)
+    return {f"/track/{track}/fx/{fx}/fxparam/{p.reaper_index + 1}/value": f32(min(max(p.normalized, 0), 1))
+            for p in params}
+
+
+def final_values(peer):
+    out = {}
+    for addr, v in peer.fxparam_messages():
+        out[addr] = v
+    return out
+
+
+@pytest.fixture
+def rig(tmp_path):
+    reaper = ReaperPeer()
+    feedback = UdpPeer()
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="fake4",
+                                                     min_interval_ms=0.0),),
+                 feedback=(feedback.addr,))
+    d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping,
+               state_dir=tmp_path / "state")
+    d.start()
+    client = UdpPeer()
+    dest = ("127.0.0.1", d.osc_port)
+    yield d, reaper, client, dest, feedback
+    d.stop()
+    for p in (reaper, client, feedback):
+        p.close()
+
+
+def send_and_wait(client, dest, address, *args, n_curves=None):
+    before = len(client.wait_address("/eqbridge/params", n=0, timeout=0))
+    client.send(dest, address, *args)
+    got = client.wait_address("/eqbridge/params", n=before + 1)
+    assert len(got) >= before + 1, f"no /eqbridge/params after {address}"
+    return got[-1]
+
+
+def settle(d, reaper):
+    """Wait until the REAPER output has sent everything (a marker ping in between)."""
+    out = d.active.output
+    reaper.wait_for(lambda rs: out.idle() and out.sent_messages == len(reaper.fxparam_messages()))
+
+
+def test_phrase_in_gives_exactly_the_fitted_parameters(rig):
+    d, reaper, client, dest, fb = rig
+    send_and_wait(client, dest, "/eqbridge/text", "warmer, less muddy")
+    curve = FakeModel().curve("warmer, less muddy", 0.5).gains_db
+    want = expected_reaper(curve)
+    reaper.wait_for(lambda rs: final_values(reaper) == want)
+    assert final_values(reaper) == want
+    assert len(reaper.fxparam_messages()) == len(want)  # one message per parameter, nothing more
+    # the sender and the feedback client both heard the curve and the params
+    c = client.wait_address("/eqbridge/curve")[-1]
+    assert len(c.args) == 40 and np.allclose(c.args, curve, atol=1e-5)
+    fbc = fb.wait_address("/eqbridge/curve")
+    assert fbc and np.allclose(fbc[-1].args, curve, atol=1e-5)
+    p = client.wait_address("/eqbridge/params")[-1].args
+    assert p[0::2] == [x.key for x in FakeMapping().host_params(fake_fit(curve, FakeMapping()).bands)]
+
+
+def test_knobs_undo_redo_bypass_only_send_changes(rig):
+    d, reaper, client, dest, fb = rig
+    send_and_wait(client, dest, "/eqbridge/text", "bright")
+    settle(d, reaper)
+    n0 = len(reaper.fxparam_messages())
+    send_and_wait(client, dest, "/eqbridge/macro/3", 0.9)
+    settle(d, reaper)
+    curve = FakeModel().curve("bright", 0.5).gains_db + d.session.target_curve(None)
+    want = expected_reaper(curve)
+    assert final_values(reaper) == want
+    # only changed values went out: frequencies of the fake fit never change
+    assert all("gain" not in a for a in ()) and len(reaper.fxparam_messages()) - n0 <= 4
+    send_and_wait(client, dest, "/eqbridge/undo")
+    settle(d, reaper)
+    assert final_values(reaper) == expected_reaper(FakeModel().curve("bright", 0.5).gains_db)
+    send_and_wait(client, dest, "/eqbridge/redo")
+    send_and_wait(client, dest, "/eqbridge/bypass", 1)
+    settle(d, reaper)
+    assert final_values(reaper) == expected_reaper(np.zeros(40))
+    assert d.session.state.knobs.macros[2] == pytest.approx(0.9)
+    send_and_wait(client, dest, "/eqbridge/bypass", 0)
+    send_and_wait(client, dest, "/eqbridge/amount", 1.0)
+    settle(d, reaper)
+    curve = FakeModel().curve("bright", 1.0).gains_db + d.session.target_curve(None)
+    assert final_values(reaper) == expected_reaper(curve)
+
+
+def test_bad_phrase_is_refused_and_state_kept(rig):
+    d, reaper, client, dest, fb = rig
+    send_and_wait(client, dest, "/eqbridge/text", "warm")
+    client.send(dest, "/eqbridge/text", "!!!")
+    err = client.wait_address("/eqbridge/error")
+    assert "cannot describe" in err[-1].args[0]
+    assert d.session.state.knobs.phrase == "warm"
+
+
+def test_status_and_ping(rig):
+    d, reaper, client, dest, fb = rig
+    send_and_wait(client, dest, "/eqbridge/text", "warm")
+    client.send(dest, "/eqbridge/status")
+    st = json.loads(client.wait_address("/eqbridge/status")[-1].args[0])
+    assert st["phrase"] == "warm" and st["target"]["mapping"] == "fake4"
+    assert st["history"] == {"position": 1, "length": 2}
+    client.send(dest, "/eqbridge/ping")
+    assert client.wait_address("/eqbridge/pong")
+
+
+def test_a_burst_ends_in_the_state_of_the_last_message(rig):
+    d, reaper, client, dest, fb = rig
+    send_and_wait(client, dest, "/eqbridge/text", "warm")
+    for i in range(2000):
+        client.send(dest, "/eqbridge/macro/1", (i % 100) / 100)
+    client.send(dest, "/eqbridge/macro/1", 0.77)
+    client.send(dest, "/eqbridge/status")
+    st = json.loads(client.wait_address("/eqbridge/status")[-1].args[0])
+    assert st["macros"][0] == pytest.approx(0.77)
+    settle(d, reaper)
+    curve = FakeModel().curve("warm", 0.5).gains_db + d.session.target_curve(None) * 0
+    from bridge.session import macro_curve
+    want = expected_reaper(FakeModel().curve("warm", 0.5).gains_db + macro_curve(d.session.state.knobs.macros))
+    assert final_values(reaper) == want
+    assert st["history"]["length"] == 3  # the whole knob gesture is one undo step
+
+
+def test_target_switch_to_ableton_and_back(tmp_path):
+    reaper = ReaperPeer()
+    live_target = default_target("ableton", name="live", port=1, reply_port=0, mapping="fake4",
+                                 min_interval_ms=0.0, track=1, fx=0)
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="fake4",
+                                                     min_interval_ms=0.0), live_target))
+    d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, persist=False)
+    d.start()
+    client = UdpPeer()
+    dest = ("127.0.0.1", d.osc_port)
+    live = None
+    try:
+        send_and_wait(client, dest, "/eqbridge/text", "warm")
+        # the Live output binds its reply port when first selected; start the peer on demand
+        from bridge.targets import ableton as ab
+        orig = ab.AbletonOscTarget.__init__
+        holder = {}
+
+        def init(self, *a, **kw):
+            orig(self, *a, **kw)
+            holder["peer"] = AbletonPeer({(1, 0): live_params()}, reply_port=self.reply_port)
+            self.port = holder["peer"].port
+        ab.AbletonOscTarget.__init__ = init
+        try:
+            client.send(dest, "/eqbridge/target", "live")
+            st = json.loads(client.wait_address("/eqbridge/status")[-1].args[0])
+        finally:
+            ab.AbletonOscTarget.__init__ = orig
+        live = holder["peer"]
+        assert st["target"]["name"] == "live" and st["phrase"] is None  # its own state
+        send_and_wait(client, dest, "/eqbridge/text", "bright")
+        curve = FakeModel().curve("bright", 0.5).gains_db
+        params = FakeMapping().host_params(fake_fit(curve, FakeMapping()).bands)
+        names = [p.name for p in live_params()]
+        want = {names.index(p.live_name): f32(min(max(p.native, -15 if "Gain" in p.live_name else 10),
+                                                  15 if "Gain" in p.live_name else 22000))
+                for p in params}
+
+        def final():
+            return {i: v for (t, dev, i, v) in live.sets if (t, dev) == (1, 0)}
+        live.wait_for(lambda rs: final() == want)
+        assert final() == want
+        client.send(dest, "/eqbridge/target", "reaper")
+        st = json.loads(client.wait_address("/eqbridge/status", n=2)[-1].args[0])
+        assert st["phrase"] == "warm"
+        client.send(dest, "/eqbridge/target", "nowhere")
+        assert "unknown target" in client.wait_address("/eqbridge/error")[-1].args[0]
+    finally:
+        d.stop()
+        client.close()
+        reaper.close()
+        if live is not None:
+            live.close()
+
+
+def test_state_persists_across_restarts_in_the_state_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    reaper = ReaperPeer()
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="fake4"),))
+    state = tmp_path / "xdg" / "eqbridge"
+    for phrase in ("warm", None):
+        d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, state_dir=state)
+        d.start()
+        client = UdpPeer()
+        if phrase:
+            send_and_wait(client, ("127.0.0.1", d.osc_port), "/eqbridge/text", phrase)
+        else:
+            assert d.session.state.knobs == Knobs("warm")
+        client.close()
+        d.stop()
+    reaper.close()
+    assert (state / "state.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["xdg"]  # nothing in the working directory
+
+
+def test_without_model_phrases_are_refused_but_knobs_work(tmp_path):
+    reaper = ReaperPeer()
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="fake4",
+                                                     min_interval_ms=0.0),))
+    d = Daemon(cfg, model=False, fit_curve=fake_fit, load_mapping=fake_load_mapping, persist=False)
+    d.start()
+    client = UdpPeer()
+    dest = ("127.0.0.1", d.osc_port)
+    try:
+        client.send(dest, "/eqbridge/text", "warm")
+        assert "cannot answer phrases" in client.wait_address("/eqbridge/error")[-1].args[0]
+        send_and_wait(client, dest, "/eqbridge/macro/2", 1.0)
+        settle(d, reaper)
+        from bridge.session import macro_curve
+        assert final_values(reaper) == expected_reaper(macro_curve([0.5, 1.0, 0.5]))
+    finally:
+        d.stop()
+        client.close()
+        reaper.close()
+
+
+# ---------------------------------------------------------------- with the real modules
+
+def _real_modules():
+    try:
+        from bridge.fit import fit_curve
+        from bridge.mapping import list_mappings, load_mapping
+        from bridge.model import TextToCurve
+    except Exception as exc:  # pragma: no cover - before the modules land
+        pytest.skip(f"model/mapping/fit modules not importable yet: {exc}")
+    names = list_mappings()
+    if not names:
+        pytest.skip("no mappings/*.yaml yet")
+    try:
+        model = TextToCurve()
+    except Exception as exc:  # pragma: no cover
+        pytest.skip(f"cannot load the real model: {exc}")
+    for name in sorted(names, key=lambda n: n != "reaper-reaeq"):
+        try:
+            mapping = load_mapping(name)
+            params = mapping.host_params(fit_curve(np.zeros(40), mapping).bands)
+        except Exception:  # pragma: no cover - a mapping being written
+            continue
+        if any(p.reaper_index is not None for p in params):
+            break
+    else:
+        pytest.skip(f"no mapping with REAPER parameter indices among {names}")
+    return model, mapping, fit_curve, load_mapping, name
+
+
+@pytest.mark.parametrize("phrase", ["warmer, less muddy", "bright", "a bit less boomy"])
+def test_real_phrase_in_gives_exactly_what_fit_curve_computes(tmp_path, phrase):
+    model, mapping, fit_curve, load_mapping, name = _real_modules()
+    reaper = ReaperPeer()
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping=name, track=2, fx=3,
+                                                     min_interval_ms=0.0),))
+    d = Daemon(cfg, model=model, fit_curve=fit_curve, load_mapping=load_mapping, persist=False)
+    d.start()
+    client = UdpPeer()
+    try:
+        send_and_wait(client, ("127.0.0.1", d.osc_port), "/eqbridge/text", phrase)
+        fit = fit_curve(model.curve(phrase).gains_db, mapping)
+        want = {f"/track/2/fx/3/fxparam/{p.reaper_index + 1}/value": f32(min(max(p.normalized, 0.0), 1.0))
+                for p in mapping.host_params(fit.bands) if p.reaper_index is not None}
+        settle(d, reaper)
+        assert final_values(reaper) == want
+        assert len(reaper.fxparam_messages()) == len(want)
+    finally:
+        d.stop()
+        client.close()
+        reaper.close()
