@@ -19,3 +19,7 @@ class MappingError(EqBridgeError):
 
 class PluginError(EqBridgeError):
     """A plugin cannot be loaded or is not an EQ."""
+
+
+class ProfileError(EqBridgeError):
+    """A user profile cannot be opened or used (corrupt, newer schema, bad name); the file is kept."""

@@ -16,6 +16,7 @@ from bridge.errors import EqBridgeError
 COMMAND_MODULES: tuple[str, ...] = (
     "bridge.cli.curve",
     "bridge.cli.train",
+    "bridge.cli.profile",
 )
 
 
