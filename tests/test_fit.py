@@ -1,0 +1,147 @@
+"""The curve fitter: accuracy on reachable targets, limits, warm-start smoothness, graphic EQs."""
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy.optimize import least_squares
+
+from bridge.bands import BandSetting, BandSpec
+from bridge.erb import FREQS_HZ
+from bridge.filters import response_db
+from bridge.fit import Fit, erb_weights, fit_curve, weighted_rms_db
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def eight_band(gain=(-15.0, 15.0), q=(0.18, 6.0)):
+    return ([BandSpec("ls", ("low_shelf", "bell"), (20.0, 20000.0), gain, q)]
+            + [BandSpec(f"b{i}", ("bell",), (20.0, 20000.0), gain, q) for i in range(6)]
+            + [BandSpec("hs", ("high_shelf", "bell"), (20.0, 20000.0), gain, q)])
+
+
+SYNTH = [
+    [BandSetting("low_shelf", 120.0, 4.0, 0.7), BandSetting("bell", 1000.0, -3.0, 1.2),
+     BandSetting("high_shelf", 6000.0, 2.5, 0.7)],
+    [BandSetting("bell", 300.0, 5.0, 0.8), BandSetting("bell", 3000.0, -4.0, 2.0)],
+    [BandSetting("low_shelf", 250.0, -6.0, 0.5), BandSetting("bell", 800.0, 2.0, 1.0),
+     BandSetting("bell", 4000.0, 3.0, 1.5), BandSetting("high_shelf", 10000.0, -3.0, 0.7)],
+    [BandSetting("bell", 2000.0, 6.0, 0.4)],
+]
+
+
+@pytest.mark.parametrize("settings", SYNTH)
+def test_reachable_targets_fit_closely(settings):
+    target = response_db(settings, FREQS_HZ)
+    fit = fit_curve(target, eight_band())
+    assert isinstance(fit, Fit)
+    assert len(fit.bands) == 8
+    assert fit.rms_error_db < 0.1
+    assert fit.max_error_db < 0.3
+    assert np.allclose(fit.predicted_db, response_db(fit.bands, FREQS_HZ))
+    assert fit.rms_error_db == pytest.approx(weighted_rms_db(fit.predicted_db - target, FREQS_HZ))
+
+
+def test_erb_weights_sum_to_one():
+    w = erb_weights(FREQS_HZ)
+    assert w.sum() == pytest.approx(1.0)
+    assert np.all(w > 0)
+
+
+def test_limits_respected():
+    specs = [BandSpec("ls", ("low_shelf",), (30.0, 300.0), (-6.0, 6.0), (0.5, 2.0)),
+             BandSpec("b1", ("bell",), (200.0, 2000.0), (-6.0, 6.0), (0.5, 2.0)),
+             BandSpec("b2", ("bell",), (1000.0, 8000.0), (-6.0, 6.0), (0.7, 0.7)),
+             BandSpec("b3", ("bell",), (100.0, 10000.0), (-6.0, 6.0), (0.5, 2.0), fixed_q=1.0),
+             BandSpec("hs", ("high_shelf",), (2000.0, 16000.0), (-6.0, 6.0), (0.5, 2.0))]
+    target = 12.0 * np.sin(np.linspace(0, 3 * np.pi, 40))  # well beyond +-6 dB
+    fit = fit_curve(target, specs)
+    for b, s in zip(fit.bands, specs):
+        if b.type == "off":
+            continue
+        assert b.type in s.types
+        assert s.freq_hz[0] - 1e-6 <= b.freq_hz <= s.freq_hz[1] + 1e-6
+        assert s.gain_db[0] - 1e-9 <= b.gain_db <= s.gain_db[1] + 1e-9
+        assert s.q[0] - 1e-9 <= b.q <= s.q[1] + 1e-9
+        if s.fixed_q is not None:
+            assert b.q == pytest.approx(s.fixed_q)
+
+
+def test_mapping_like_object_and_name():
+    mapping = SimpleNamespace(name="Test EQ", bands=tuple(eight_band()), sample_rate=44100.0)
+    target = response_db(SYNTH[0], FREQS_HZ, 44100.0)
+    fit = fit_curve(target, mapping)
+    assert fit.mapping_name == "Test EQ"
+    assert fit.rms_error_db < 0.1
+
+
+def _word_curves(n):
+    data = json.loads((ROOT / "models/data/audealize/eqdescriptors.json").read_text())
+    out = []
+    for d in data:
+        if d["lang"] == "English":
+            s = np.asarray(d["settings"], dtype=np.float64)
+            out.append(5.0 * s / np.max(np.abs(s)))
+        if len(out) == n:
+            break
+    return out
+
+
+def test_word_curves_fit_well():
+    errs = [fit_curve(t, eight_band()).rms_error_db for t in _word_curves(20)]
+    assert np.median(errs) < 0.15
+
+
+def test_warm_start_moves_smoothly():
+    specs = eight_band()
+    for target in _word_curves(8):
+        first = fit_curve(target, specs)
+        again = fit_curve(target * 1.01, specs, previous=first)
+        assert again.rms_error_db < first.rms_error_db + 0.02
+        for a, b in zip(first.bands, again.bands):
+            assert a.type == b.type
+            if a.type != "off":
+                assert abs(np.log2(b.freq_hz / a.freq_hz)) < 1 / 6
+
+
+def test_deterministic():
+    target = _word_curves(3)[2]
+    a = fit_curve(target, eight_band())
+    b = fit_curve(target, eight_band())
+    assert a.bands == b.bands
+    assert np.array_equal(a.predicted_db, b.predicted_db)
+
+
+def test_graphic_eq_is_bounded_least_squares():
+    centres = [31.5, 63, 125, 250, 500, 1000, 2000, 4000, 8000, 16000]
+    specs = [BandSpec(f"g{i}", ("bell",), gain_db=(-6.0, 6.0), fixed_freq_hz=float(f), fixed_q=1.4)
+             for i, f in enumerate(centres)]
+    target = 9.0 * np.cos(np.linspace(0, 2 * np.pi, 40))  # asks for more than +-6 dB
+    fit = fit_curve(target, specs)
+    assert [b.freq_hz for b in fit.bands] == pytest.approx(centres)
+    assert all(b.q == pytest.approx(1.4) for b in fit.bands)
+    # same problem solved by a general bounded nonlinear least-squares solver
+    from bridge.fit import DENSE_POINTS, interpolate_curve
+    from bridge.erb import erb_grid
+    grid = erb_grid(DENSE_POINTS)
+    sw = np.sqrt(erb_weights(grid))
+    dense_target = interpolate_curve(target, grid)
+
+    def resid(g):
+        bands = [BandSetting("bell", f, gg, 1.4) for f, gg in zip(centres, g)]
+        return sw * (response_db(bands, grid) - dense_target)
+
+    ref = least_squares(resid, np.zeros(len(centres)), bounds=(-6.0, 6.0), xtol=1e-12,
+                        ftol=1e-12, gtol=1e-12).x
+    got = np.array([b.gain_db for b in fit.bands])
+    assert np.allclose(got, ref, atol=1e-3)
+    assert np.any(np.isclose(np.abs(got), 6.0))  # the bounds bite
+
+
+def test_bad_target_rejected():
+    with pytest.raises(ValueError):
+        fit_curve(np.zeros(39), eight_band())
+    with pytest.raises(ValueError):
+        fit_curve(np.full(40, np.nan), eight_band())
