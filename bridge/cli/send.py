@@ -1,0 +1,129 @@
+"""`eqbridge send`: a one-shot OSC client for shells and scripts (talks to `eqbridge serve`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+
+from bridge.osc_in import DEFAULT_OSC_PORT, build_message
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "send", help="send a phrase or a knob move to a running `eqbridge serve`",
+        description="Send one message to the daemon and print its answer. Exit 0 when it was "
+                    "accepted, 1 when it was refused or nothing answered.")
+    p.add_argument("phrase", nargs="?", help="a phrase, e.g. \"warmer, less muddy\" (/eqbridge/text)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--amount", type=float, metavar="V", help="0..1 (/eqbridge/amount)")
+    g.add_argument("--macro", nargs=2, metavar=("N", "V"), help="macro N to V in 0..1, 0.5 neutral")
+    g.add_argument("--undo", action="store_true")
+    g.add_argument("--redo", action="store_true")
+    g.add_argument("--reset", action="store_true")
+    g.add_argument("--bypass", type=int, choices=(0, 1), metavar="0|1")
+    g.add_argument("--target", nargs="+", metavar="ARG", help="NAME, or DAW TRACK FX [MAPPING]")
+    g.add_argument("--status", action="store_true", help="print the daemon's status as JSON")
+    g.add_argument("--ping", action="store_true")
+    g.add_argument("--get", action="store_true", help="print the current curve and params")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=DEFAULT_OSC_PORT, help=f"daemon OSC port (default {DEFAULT_OSC_PORT})")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the answer (default 2)")
+    p.add_argument("--no-wait", action="store_true", help="send and exit without waiting for an answer")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.set_defaults(func=run)
+
+
+def _message(args: argparse.Namespace) -> tuple[str, list, str]:
+    """(address, args, reply address to wait for)."""
+    change = "/eqbridge/params"
+    if args.amount is not None:
+        return "/eqbridge/amount", [float(args.amount)], change
+    if args.macro:
+        try:
+            n, v = int(args.macro[0]), float(args.macro[1])
+        except ValueError:
+            raise SystemExit("eqbridge send: --macro takes a number N and a value V") from None
+        return f"/eqbridge/macro/{n}", [v], change
+    for flag in ("undo", "redo", "reset"):
+        if getattr(args, flag):
+            return f"/eqbridge/{flag}", [], change
+    if args.bypass is not None:
+        return "/eqbridge/bypass", [int(args.bypass)], change
+    if args.target:
+        vals: list = [args.target[0]]
+        for x in args.target[1:3]:
+            vals.append(int(x) if x.lstrip("-").isdigit() else x)
+        vals += args.target[3:4]
+        return "/eqbridge/target", vals, "/eqbridge/status"
+    if args.status:
+        return "/eqbridge/status", [], "/eqbridge/status"
+    if args.ping:
+        return "/eqbridge/ping", [], "/eqbridge/pong"
+    if args.get:
+        return "/eqbridge/get", [], change
+    if args.phrase is not None:
+        return "/eqbridge/text", [args.phrase], change
+    raise SystemExit("eqbridge send: give a PHRASE or one of --amount, --macro, --undo, --redo, --reset, "
+                     "--bypass, --target, --status, --ping, --get")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pythonosc.osc_message import OscMessage
+
+    if args.phrase is not None and any(getattr(args, k) not in (None, False) for k in
+                                       ("amount", "macro", "bypass", "target", "undo", "redo", "reset",
+                                        "status", "ping", "get")):
+        print("eqbridge send: give either a PHRASE or one option", file=sys.stderr)
+        return 2
+    address, values, wait_for = _message(args)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.sendto(build_message(address, values), (args.host, args.port))
+        if args.no_wait:
+            return 0
+        deadline = time.monotonic() + args.timeout
+        got: dict[str, list] = {}
+        while time.monotonic() < deadline:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                data, _ = sock.recvfrom(65535)
+            except (socket.timeout, ConnectionRefusedError):
+                continue
+            try:
+                msg = OscMessage(data)
+            except Exception:
+                continue
+            got[msg.address] = list(msg.params)
+            if msg.address == "/eqbridge/error":
+                print(f"eqbridge send: refused: {msg.params[0] if msg.params else '?'}", file=sys.stderr)
+                return 1
+            if msg.address == wait_for:
+                return _print(args, msg.address, got)
+        print(f"eqbridge send: no answer from {args.host}:{args.port} within {args.timeout:g} s "
+              "(is `eqbridge serve` running?)", file=sys.stderr)
+        return 1
+    finally:
+        sock.close()
+
+
+def _print(args: argparse.Namespace, address: str, got: dict[str, list]) -> int:
+    if address == "/eqbridge/pong":
+        print("pong")
+        return 0
+    if address == "/eqbridge/status":
+        status = json.loads(got[address][0])
+        print(json.dumps(status, indent=None if args.json else 2))
+        return 0
+    curve = [float(x) for x in got.get("/eqbridge/curve", [])]
+    flat = got.get("/eqbridge/params", [])
+    params = {str(k): float(v) for k, v in zip(flat[0::2], flat[1::2])}
+    if args.json:
+        print(json.dumps({"curve_db": curve, "params": params}))
+    else:
+        span = f"{min(curve):+.1f}..{max(curve):+.1f} dB" if curve else "no curve"
+        print(f"ok: curve {span} over 40 bands; {len(params)} parameters set")
+    return 0

@@ -1,0 +1,108 @@
+"""`eqbridge serve`: run the bridge daemon (OSC and MIDI in, the DAW's own EQ out)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from bridge.errors import EqBridgeError
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve", help="run the bridge: words and knobs over OSC/MIDI drive your DAW's EQ",
+        description="Run the eqbridge daemon. With no flags and no config file it listens for OSC on "
+                    "127.0.0.1:9031 and drives REAPER's OSC surface on 127.0.0.1:8000 (track 1, FX 1, "
+                    "mapping reaper-reaeq). The OSC address table is in docs/osc.md.")
+    p.add_argument("--config", metavar="FILE", help="YAML config: targets, ports, MIDI maps (see bridge/config.py)")
+    p.add_argument("--osc-port", type=int, metavar="N", help="OSC listen port (default 9031)")
+    p.add_argument("--osc-host", metavar="ADDR", help="OSC listen address (default 127.0.0.1; others need osc.allow)")
+    p.add_argument("--reaper", metavar="HOST:PORT", help="drive REAPER's OSC surface at HOST:PORT (default port 8000)")
+    p.add_argument("--ableton", metavar="HOST:PORT", help="drive Ableton Live through AbletonOSC (default port 11000)")
+    p.add_argument("--track", type=int, metavar="T", help="track (REAPER: 1-based, 0 = master; Live: 0-based)")
+    p.add_argument("--fx", type=int, metavar="F", help="FX slot (REAPER: 1-based) or device index (Live: 0-based)")
+    p.add_argument("--mapping", metavar="NAME|PATH", help="plugin mapping (mappings/*.yaml name or a path)")
+    p.add_argument("--feedback", action="append", metavar="HOST:PORT",
+                   help="also send /eqbridge/curve and /eqbridge/params here (repeatable)")
+    p.add_argument("--midi-in", metavar="SUBSTRING", help="MIDI input port name substring (with midi.map in the config)")
+    p.add_argument("--midi-backend", metavar="NAME", help="mido backend, e.g. mido.backends.rtmidi/UNIX_JACK")
+    p.add_argument("--check", action="store_true", help="validate the config and print what it would connect to, then exit")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default: info")
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace):
+    from bridge.config import load_config, with_overrides
+
+    cfg = load_config(args.config)
+    return with_overrides(cfg, osc_host=args.osc_host, osc_port=args.osc_port, reaper=args.reaper,
+                          ableton=args.ableton, track=args.track, fx=args.fx, mapping=args.mapping,
+                          feedback=args.feedback, midi_input=args.midi_in, midi_backend=args.midi_backend)
+
+
+def check(cfg) -> int:
+    """Print the plan; load each target's mapping so a typo fails here, not at the first phrase."""
+    print(f"config: {cfg.source}")
+    print(f"OSC in: udp {cfg.osc_host}:{cfg.osc_port}" + (f" (allow {', '.join(cfg.allow)})" if cfg.allow else ""))
+    for h, p in cfg.feedback:
+        print(f"feedback: {h}:{p}")
+    problems = 0
+    try:
+        from bridge.mapping import load_mapping
+    except Exception as exc:  # pragma: no cover - before the mapping module lands
+        load_mapping = None
+        print(f"mappings: cannot check ({exc})")
+    for i, t in enumerate(cfg.targets):
+        mark = "active" if i == 0 else "ready"
+        line = f"target ({mark}): {t.describe()}"
+        if load_mapping is not None:
+            try:
+                m = load_mapping(t.mapping)
+                line += f" [{len(m.bands)} bands]"
+            except EqBridgeError as exc:
+                line += f"  ERROR: {exc}"
+                problems += 1
+        print(line)
+    if cfg.midi_input:
+        print(f"MIDI in: port matching {cfg.midi_input!r}" + (f" via {cfg.midi_backend}" if cfg.midi_backend else ""))
+        for b in cfg.midi_map:
+            ch = f"channel {b.channel}" if b.channel else "any channel"
+            print(f"  {b.kind} {b.number} ({ch}) -> {b.control}")
+    print(f"state: {cfg.data_dir()}")
+    return 2 if problems else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = build_config(args)
+    if args.check:
+        return check(cfg)
+    from bridge.config import ConfigError
+    from bridge.daemon import Daemon
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        logging.getLogger("eqbridge").info("signal %d: shutting down", signum)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    daemon = Daemon(cfg)
+    try:
+        daemon.start()
+    except OSError as exc:
+        daemon.stop()
+        raise ConfigError(f"cannot listen on {cfg.osc_host}:{cfg.osc_port}: {exc.strerror or exc}") from None
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        daemon.stop()
+    return 0

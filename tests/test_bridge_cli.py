@@ -1,0 +1,107 @@
+"""`eqbridge serve` as a real process (clean SIGTERM/SIGINT shutdown) and `eqbridge send` against it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from peers import ReaperPeer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def parser():
+    from bridge.cli import send, serve
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="command")
+    serve.register(sub)
+    send.register(sub)
+    return p
+
+
+def run_cli(*argv) -> int:
+    args = parser().parse_args(list(argv))
+    return args.func(args)
+
+
+def test_check_prints_the_plan(capsys, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("targets: [{name: a, daw: reaper, port: 8123, track: 4}, {name: b, daw: ableton}]\n")
+    assert run_cli("serve", "--config", str(cfg), "--check", "--osc-port", "9555") == 0
+    out = capsys.readouterr().out
+    assert "OSC in: udp 127.0.0.1:9555" in out and "127.0.0.1:8123, track 4" in out and "ableton" in out
+
+
+def test_check_reports_an_unknown_mapping(capsys):
+    pytest.importorskip("bridge.mapping")
+    assert run_cli("serve", "--check", "--mapping", "no-such-eq") == 2
+    assert "ERROR" in capsys.readouterr().out
+
+
+@pytest.fixture
+def served(tmp_path):
+    reaper = ReaperPeer()
+    port = free_port()
+    env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "xdg"), PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "serve", "--osc-port", str(port), "--reaper", f"127.0.0.1:{reaper.port}",
+         "--log-level", "debug"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # wait until it answers (no timing threshold: up to a minute for a cold model load)
+    ok = False
+    for _ in range(120):
+        if proc.poll() is not None:
+            break
+        if run_cli("send", "--ping", "--port", str(port), "--timeout", "0.5") == 0:
+            ok = True
+            break
+    if not ok:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"eqbridge serve did not answer pings: {err[-2000:]}")
+    yield proc, port, reaper, tmp_path
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+    reaper.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_and_send_then_clean_shutdown(served, capsys, sig):
+    proc, port, reaper, tmp = served
+    assert run_cli("send", "--macro", "2", "0.8", "--port", str(port)) == 0
+    assert "ok: curve" in capsys.readouterr().out
+    assert run_cli("send", "--macro", "7", "0.8", "--port", str(port)) == 1
+    assert "unknown address" in capsys.readouterr().err
+    assert run_cli("send", "--status", "--json", "--port", str(port)) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["macros"][1] == pytest.approx(0.8)
+    assert run_cli("send", "--undo", "--port", str(port)) == 0
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert "eqbridge stopped" in err and "Traceback" not in err
+    state = tmp / "xdg" / "eqbridge" / "state.json"
+    assert state.exists()
+    assert sorted(p.name for p in tmp.iterdir()) == ["xdg"]  # nothing written to the working directory
+
+
+def test_send_without_a_daemon_fails_clearly(capsys):
+    assert run_cli("send", "warm", "--port", str(free_port()), "--timeout", "0.2") == 1
+    assert "no answer" in capsys.readouterr().err
