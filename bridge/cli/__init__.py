@@ -16,6 +16,8 @@ from bridge.errors import EqBridgeError
 COMMAND_MODULES: tuple[str, ...] = (
     "bridge.cli.curve",
     "bridge.cli.train",
+    "bridge.cli.serve",
+    "bridge.cli.send",
     "bridge.cli.profile",
 )
 
