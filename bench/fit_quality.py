@@ -1,0 +1,155 @@
+"""How well and how fast `bridge.fit.fit_curve` turns word curves into 8 plugin bands.
+
+Curves: the English Audealize EQ descriptors (models/data/audealize/eqdescriptors.json), each
+scaled to +-5 dB peak. Bands: low shelf + 6 bells + high shelf, +-15 dB, Q 0.18-6, 20 Hz-20 kHz.
+Rows: our cold fit, our warm refit (target changed by 2%, started from the cold fit), a naive
+baseline (8 bells at fixed ERB-spaced centres set to the target there, Q 1.4) and AutoEq's PEQ
+optimiser (autoeq==4.1.2) with the same filters, when it is importable.
+Errors are ERB-weighted RMS dB (bridge.fit.weighted_rms_db) at the 40 centres and on a dense
+1000-point ERB grid. Run: python bench/fit_quality.py [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bridge.bands import BandSetting, BandSpec  # noqa: E402
+from bridge.erb import FREQS_HZ, erb_grid  # noqa: E402
+from bridge.filters import response_db  # noqa: E402
+from bridge.fit import DENSE_POINTS, fit_curve, interpolate_curve, weighted_rms_db  # noqa: E402
+
+FS = 48000.0
+GAIN, Q, FREQ = (-15.0, 15.0), (0.18, 6.0), (20.0, 20000.0)
+SPECS = ([BandSpec("low shelf", ("low_shelf",), FREQ, GAIN, Q)]
+         + [BandSpec(f"bell {i + 1}", ("bell",), FREQ, GAIN, Q) for i in range(6)]
+         + [BandSpec("high shelf", ("high_shelf",), FREQ, GAIN, Q)])
+DENSE = erb_grid(1000)
+
+
+def load_curves(limit: int | None) -> list[np.ndarray]:
+    data = json.loads((ROOT / "models/data/audealize/eqdescriptors.json").read_text())
+    out = []
+    for d in data:
+        if d.get("lang") != "English":
+            continue
+        s = np.asarray(d["settings"], dtype=np.float64)
+        out.append(5.0 * s / np.max(np.abs(s)))
+    return out[:limit] if limit else out
+
+
+def errors(bands, target) -> tuple[float, float]:
+    """(RMS at the 40 centres, RMS on the dense 1000-point grid), ERB-weighted."""
+    at_c = weighted_rms_db(response_db(bands, FREQS_HZ, FS) - target, FREQS_HZ)
+    dense = weighted_rms_db(response_db(bands, DENSE, FS) - interpolate_curve(target, DENSE), DENSE)
+    return at_c, dense
+
+
+def naive(target) -> list[BandSetting]:
+    centres = erb_grid(8, 50.0, 16000.0)
+    gains = np.clip(interpolate_curve(target, centres), *GAIN)
+    return [BandSetting("bell", float(f), float(g), 1.4) for f, g in zip(centres, gains)]
+
+
+def autoeq_fitter():
+    """A function target -> bands using AutoEq's PEQ optimiser, or the reason it is unavailable."""
+    try:
+        from autoeq.peq import PEQ
+    except Exception as exc:  # noqa: BLE001 - report any import failure as text
+        return None, f"AutoEq unavailable ({type(exc).__name__}: {exc}); " \
+                     "try: pip install --no-deps autoeq==4.1.2 tabulate"
+    lim = {"min_fc": FREQ[0], "max_fc": FREQ[1], "min_q": Q[0], "max_q": Q[1],
+           "min_gain": GAIN[0], "max_gain": GAIN[1]}
+    config = {"filters": [dict(type="LOW_SHELF", **lim)] + [dict(type="PEAKING", **lim)] * 6
+              + [dict(type="HIGH_SHELF", **lim)]}
+    f = erb_grid(DENSE_POINTS)
+    names = {"LowShelf": "low_shelf", "HighShelf": "high_shelf", "Peaking": "bell"}
+
+    def run(target):
+        peq = PEQ.from_dict(json.loads(json.dumps(config)), f, FS, target=interpolate_curve(target, f))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            peq.optimize()
+        return [BandSetting(names[type(flt).__name__], float(flt.fc), float(flt.gain), float(flt.q))
+                for flt in peq.filters]
+
+    return run, ""
+
+
+def summarise(name, errs_c, errs_d, times_ms) -> str:
+    c, d, t = np.array(errs_c), np.array(errs_d), np.array(times_ms)
+    return (f"{name:<22} {np.median(c):8.3f} {np.percentile(c, 95):8.3f} {np.median(d):8.3f} "
+            f"{np.percentile(d, 95):8.3f} {np.median(t):9.2f} {np.percentile(t, 99):9.2f}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--limit", type=int, default=None, help="only the first N curves")
+    ap.add_argument("--no-autoeq", action="store_true", help="skip the (slow) AutoEq row")
+    args = ap.parse_args(argv)
+    curves = load_curves(args.limit)
+    fit_curve(curves[0], SPECS)  # warm caches / imports before timing
+
+    rows: dict[str, tuple[list, list, list]] = {k: ([], [], []) for k in
+                                                ("ours, cold", "ours, warm refit 2%", "naive 8 bells",
+                                                 "AutoEq 4.1.2")}
+    ae, ae_note = (None, "AutoEq skipped (--no-autoeq)") if args.no_autoeq else autoeq_fitter()
+    for target in curves:
+        t0 = time.perf_counter()
+        cold = fit_curve(target, SPECS, sample_rate=FS)
+        t1 = time.perf_counter()
+        moved = target * 1.02
+        t2 = time.perf_counter()
+        warm = fit_curve(moved, SPECS, previous=cold, sample_rate=FS)
+        t3 = time.perf_counter()
+        for key, bands, tgt, dt in (("ours, cold", cold.bands, target, t1 - t0),
+                                    ("ours, warm refit 2%", warm.bands, moved, t3 - t2)):
+            ec, ed = errors(bands, tgt)
+            rows[key][0].append(ec)
+            rows[key][1].append(ed)
+            rows[key][2].append(dt * 1e3)
+        t0 = time.perf_counter()
+        nb = naive(target)
+        dt = time.perf_counter() - t0
+        ec, ed = errors(nb, target)
+        for lst, val in zip(rows["naive 8 bells"], (ec, ed, dt * 1e3)):
+            lst.append(val)
+        if ae is not None:
+            t0 = time.perf_counter()
+            ab = ae(target)
+            dt = time.perf_counter() - t0
+            ec, ed = errors(ab, target)
+            for lst, val in zip(rows["AutoEq 4.1.2"], (ec, ed, dt * 1e3)):
+                lst.append(val)
+
+    print(f"{len(curves)} English Audealize word curves at +-5 dB peak; 8 bands "
+          "(low shelf + 6 bells + high shelf, +-15 dB, Q 0.18-6); ERB-weighted RMS error, dB")
+    print(f"{'fitter':<22} {'med@40':>8} {'p95@40':>8} {'med@1k':>8} {'p95@1k':>8} "
+          f"{'med ms':>9} {'p99 ms':>9}")
+    for key, (c, d, t) in rows.items():
+        if c:
+            print(summarise(key, c, d, t))
+    if ae is None:
+        print(ae_note)
+    cold_c, _, cold_t = rows["ours, cold"]
+    warm_t = rows["ours, warm refit 2%"][2]
+    print(f"targets: median <= 0.10 dB: {np.median(cold_c):.3f} "
+          f"{'ok' if np.median(cold_c) <= 0.10 else 'MISSED'}; "
+          f"cold p99 <= 10 ms: {np.percentile(cold_t, 99):.2f} "
+          f"{'ok' if np.percentile(cold_t, 99) <= 10 else 'MISSED'}; "
+          f"warm p99 <= 2 ms: {np.percentile(warm_t, 99):.2f} "
+          f"{'ok' if np.percentile(warm_t, 99) <= 2 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
