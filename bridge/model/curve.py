@@ -20,6 +20,8 @@ from bridge.errors import ModelFileError, PhraseError
 from bridge.model.encoder import TextEncoder
 from bridge.model.files import HEAD_FILE, models_dir
 from bridge.model.latent import MacroKnobs
+from bridge.personalize import personalize, phrase_embedding, taught_curve
+from bridge.profile import ProfileStore
 from bridge.text import (SPANISH_TO_ENGLISH, Term, check_phrase, inflection_candidates, parse_phrase,
                          spelling_variants, strip_accents)
 
@@ -49,6 +51,7 @@ class CurveAnswer:
     freqs_hz: np.ndarray
     gains_db: np.ndarray
     terms: tuple[TermAnswer, ...]
+    personal: str = "crowd"  # why the answer is what it is: the crowd's, or bent toward the user
 
     def to_json(self) -> dict:
         return {
@@ -57,6 +60,7 @@ class CurveAnswer:
             "freqs_hz": [float(f) for f in self.freqs_hz],
             "gains_db": [round(float(g), 4) for g in self.gains_db],
             "terms": [t.__dict__ for t in self.terms],
+            "personal": self.personal,
         }
 
 
@@ -94,12 +98,16 @@ class Head:
 class TextToCurve:
     """The one entry point from words to curves. Thread-compatible, not thread-safe (cache)."""
 
-    def __init__(self, models_path: Path | str | None = None, *, threads: int = 1):
+    def __init__(self, models_path: Path | str | None = None, *, threads: int = 1,
+                 profile: ProfileStore | None = None):
         self.root = Path(models_path) if models_path else models_dir()
         self.head = Head(self.root / HEAD_FILE)
         self.encoder = TextEncoder(self.root, threads=threads)
         self._knobs: MacroKnobs | None = None
         self._descriptor = lru_cache(maxsize=4096)(self._descriptor_uncached)
+        self._embed = lru_cache(maxsize=4096)(lambda d: self.encoder.embed(self.head.template.format(d)))
+        self.profile = profile
+        """The user's preference store: taught names work as words, kept phrases bend answers."""
 
     def known(self, word: str) -> bool:
         return word in self.head.index
@@ -123,14 +131,25 @@ class TextToCurve:
         total = np.zeros(len(FREQS_HZ))
         answers = []
         for term in terms:
-            gains, resolved, source = self._descriptor(term.text)
+            taught = taught_curve(term, self.profile)
+            if taught is not None:
+                gains, resolved, source = taught, term.text, "taught"
+            else:
+                gains, resolved, source = self._descriptor(term.text)
             total += term.weight * gains
             answers.append(TermAnswer(term.text, term.weight, resolved, source))
         gains_db = total * (amount / DEFAULT_AMOUNT)
+        why = "crowd"
+        if self.profile is not None and self.profile.kept_phrases():
+            gains_db, why = personalize(text, self.phrase_embedding(text), gains_db, self.profile)
         if macros:
             gains_db = self.knobs.apply(gains_db, macros)
         gains_db = np.clip(gains_db, -MAX_GAIN_DB, MAX_GAIN_DB)
-        return CurveAnswer(phrase, amount, FREQS_HZ.copy(), gains_db, tuple(answers))
+        return CurveAnswer(phrase, amount, FREQS_HZ.copy(), gains_db, tuple(answers), why)
+
+    def phrase_embedding(self, phrase: str) -> np.ndarray | None:
+        """What a phrase is stored and compared under in the profile (signed sum of its descriptors)."""
+        return phrase_embedding(check_phrase(phrase), self._embed)
 
     def descriptor_db(self, descriptor: str) -> np.ndarray:
         """dB curve of one bare descriptor at the default amount (a copy; the cache is shared)."""

@@ -1,0 +1,42 @@
+"""TextToCurve with a real profile file: kept phrases come back, taught names work inside phrases."""
+
+import numpy as np
+import pytest
+
+from bridge.model import TextToCurve
+from bridge.profile import ProfileStore
+
+
+@pytest.fixture()
+def model(tmp_path):
+    m = TextToCurve()
+    m.profile = ProfileStore(tmp_path / "p.sqlite3")
+    yield m
+    m.profile.close()
+
+
+def test_kept_phrase_comes_back_as_kept_also_after_restart(model, tmp_path):
+    crowd = model.curve("warm").gains_db
+    mine = crowd + np.linspace(-2, 2, 40)
+    model.profile.keep("warm", model.phrase_embedding("warm"), mine)
+    assert np.allclose(model.curve("warm").gains_db, mine)
+    model.profile.close()
+    model.profile = ProfileStore(tmp_path / "p.sqlite3")
+    assert np.allclose(model.curve("Warm").gains_db, mine)
+
+
+def test_similar_phrase_is_pulled_toward_the_kept_one(model):
+    crowd = model.curve("warmer").gains_db
+    mine = model.curve("warm").gains_db + 3.0 * np.sin(np.linspace(0, 6, 40))
+    model.profile.keep("warm", model.phrase_embedding("warm"), mine)
+    bent = model.curve("a bit warm").gains_db
+    assert np.abs(bent - mine).mean() < np.abs(crowd * 0.5 - mine).mean()
+    assert "toward" in model.curve("a bit warm").personal or "kept" in model.curve("a bit warm").personal
+
+
+def test_taught_name_works_inside_a_phrase(model):
+    air = np.linspace(0, 6, 40)
+    model.profile.teach("my vocal air", air)
+    ans = model.curve("my vocal air but less harsh")
+    assert ans.terms[0].source == "taught"
+    assert np.allclose(ans.gains_db, air - model.curve("harsh").gains_db)
