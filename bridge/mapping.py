@@ -224,17 +224,12 @@ class Mapping:
                 return out + [self._host(f"{key}.enable", enable, 0.0)]
             if typ is not None and "off" in dict(typ.type_map):
                 return out + [self._host(f"{key}.type", typ, _type_index(typ, "off", 12))]
-            gain = bp.get("gain")
-            if gain is None:
+            # No switch: a gain band at 0 dB (all its params sent, so the key set stays stable).
+            zero_type = next((t for t in ("bell", "low_shelf", "high_shelf") if t in spec.types),
+                             None)
+            if zero_type is None or bp.get("gain") is None:
                 raise MappingError(f"{self.name}: band {key} can be neither disabled nor zeroed")
-            out.append(self._host(f"{key}.gain", gain, 0.0))
-            if typ is not None:
-                zero_type = next((t for t in ("bell", "low_shelf", "high_shelf") if t in spec.types),
-                                 None)
-                if zero_type is None:
-                    raise MappingError(f"{self.name}: band {key} has no gain type to zero")
-                out.append(self._host(f"{key}.type", typ, _type_index(typ, zero_type, 12)))
-            return out
+            s = BandSetting(zero_type, _clip(s.freq_hz, spec.freq_hz), 0.0, _clip(s.q, spec.q))
         if s.type not in spec.types:
             raise MappingError(f"{self.name}: band {key} offers {list(spec.types)}, not {s.type!r}")
         slope = _nearest(spec.slopes_db_oct, s.slope_db_oct)

@@ -13,6 +13,7 @@ implementation of the cookbook, not pedalboard).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,8 +45,14 @@ def find_vst3(mapping: Mapping) -> Path | None:
     """
     if not mapping.vst3_name:
         return None
+    return _find_vst3(mapping.vst3_name, tuple(str(p) for p in vst3_search_paths()))
+
+
+@functools.lru_cache(maxsize=64)
+def _find_vst3(vst3_name: str, search: tuple[str, ...]) -> Path | None:
+    """Cached bundle scan (listing a bundle's plugins loads its binary)."""
     import pedalboard
-    for p in vst3_search_paths():
+    for p in map(Path, search):
         bundles = [p] if p.suffix == ".vst3" else sorted(p.glob("*.vst3")) if p.is_dir() else []
         for b in bundles:
             if not b.exists():
@@ -54,7 +61,7 @@ def find_vst3(mapping: Mapping) -> Path | None:
                 names = pedalboard.VST3Plugin.get_plugin_names_for_file(str(b))
             except Exception:  # noqa: BLE001 - an unloadable bundle is simply not a match
                 continue
-            if mapping.vst3_name in names:
+            if vst3_name in names:
                 return b
     return None
 
@@ -126,17 +133,27 @@ def _builtin_process(audio: np.ndarray, sr: float, settings: Sequence[BandSettin
     return y
 
 
-def load_plugin(mapping: Mapping, path: Path | None = None):
-    """Load the mapping's VST3 with pedalboard (PluginError when absent or unloadable)."""
+_PLUGINS: dict[tuple[str, str], object] = {}
+
+
+def load_plugin(mapping: Mapping, path: Path | None = None, fresh: bool = False):
+    """Load the mapping's VST3 with pedalboard (PluginError when absent or unloadable).
+
+    Instances are cached per (bundle, plugin name): loading takes seconds, and `render_audio`
+    sets every mapped parameter and resets the plugin before each render anyway.
+    """
     import pedalboard
     path = path or find_vst3(mapping)
     if path is None:
         raise PluginError(f"{mapping.display_name}: VST3 {mapping.vst3_name!r} is not installed "
                           f"(searched {[str(p) for p in vst3_search_paths()]})")
-    try:
-        return pedalboard.load_plugin(str(path), plugin_name=mapping.vst3_name)
-    except Exception as e:  # noqa: BLE001 - pedalboard raises plain ImportError/RuntimeError
-        raise PluginError(f"cannot load {mapping.vst3_name!r} from {path}: {e}") from None
+    key = (str(path), str(mapping.vst3_name))
+    if fresh or key not in _PLUGINS:
+        try:
+            _PLUGINS[key] = pedalboard.load_plugin(str(path), plugin_name=mapping.vst3_name)
+        except Exception as e:  # noqa: BLE001 - pedalboard raises plain ImportError/RuntimeError
+            raise PluginError(f"cannot load {mapping.vst3_name!r} from {path}: {e}") from None
+    return _PLUGINS[key]
 
 
 def apply_to_plugin(plugin, mapping: Mapping, settings: Sequence[BandSetting]) -> None:
