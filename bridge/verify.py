@@ -181,7 +181,10 @@ def _plugin_process(plugin, audio: np.ndarray, sr: float) -> np.ndarray:
     pre = PRE_SILENCE_BLOCKS * BLOCK
     buf = np.concatenate([np.zeros((chans, pre), np.float32), xin], axis=1)
     plugin.reset()
-    y = plugin.process(buf, sr, buffer_size=BLOCK, reset=False)[:, pre:]
+    try:
+        y = plugin.process(buf, sr, buffer_size=BLOCK, reset=False)[:, pre:]
+    except ValueError:  # a mono plugin refuses 2 channels
+        y = plugin.process(buf[:1], sr, buffer_size=BLOCK, reset=False)[:, pre:]
     return y[0] if mono else y
 
 
