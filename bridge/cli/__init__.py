@@ -15,6 +15,9 @@ from bridge.errors import EqBridgeError
 # One line per subcommand module, in the order `eqbridge --help` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "bridge.cli.curve",
+    "bridge.cli.fit",
+    "bridge.cli.render",
+    "bridge.cli.map_plugin",
     "bridge.cli.train",
     "bridge.cli.serve",
     "bridge.cli.send",
