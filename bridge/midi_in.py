@@ -32,7 +32,11 @@ class MidiBinding:
     kind: str
     number: int
     channel: int | None = None  # 1..16, None = any
-    bits: int = 7
+    bits: int = 0  # 0: the kind's own (cc 7, cc14 14, nrpn 14); nrpn may be 7
+
+    @property
+    def resolution(self) -> int:
+        return self.bits or (7 if self.kind == "cc" else 14)
 
     def event(self, value: float, t_in: float) -> Event:
         if self.control == "amount":
@@ -86,9 +90,9 @@ class MidiDecoder:
                 if b is not None:
                     if cc == 6:
                         self._nrpn_msb[ch] = val
-                        if b.bits == 7:
+                        if b.resolution == 7:
                             out.append((b, val / 127.0))
-                    elif b.bits == 14:
+                    elif b.resolution == 14:
                         out.append((b, (self._nrpn_msb.get(ch, 0) * 128 + val) / 16383.0))
                     return out
         b = self._find(self.cc7, ch, cc)

@@ -167,3 +167,72 @@ class AbletonPeer(UdpPeer):
             i, v = int(a[2]), float(a[3])
             params[i].value = v
             self.sets.append((a[0], a[1], i, v))
+
+
+class JackServer:
+    """A private JACK server with the dummy driver, for real MIDI between mido ports (UNIX_JACK).
+
+    `JACK_NO_AUDIO_RESERVATION=1 jackd --no-realtime -n NAME -d dummy -r 48000 -p 64`; clients in
+    this process find it through JACK_DEFAULT_SERVER. `start()` returns None with the reason when
+    no server can start (no jackd, no shared memory, ...), so tests can skip with it.
+    """
+
+    BACKEND = "mido.backends.rtmidi/UNIX_JACK"
+
+    def __init__(self) -> None:
+        import os
+        self.name = f"eqbridge-test-{os.getpid()}"
+        self.proc = None
+        self.log = ""
+
+    def start(self, wait_s: float = 30.0) -> str | None:
+        import os
+        import shutil
+        import subprocess
+        import tempfile
+
+        jackd = shutil.which("jackd")
+        if jackd is None:
+            return "jackd is not installed (apt-get install -y jackd2)"
+        try:
+            import mido
+            import rtmidi
+            if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
+                return "python-rtmidi was built without JACK support"
+        except Exception as exc:
+            return f"mido/python-rtmidi unavailable: {exc}"
+        env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
+        self._logf = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen([jackd, "--no-realtime", "-n", self.name, "-d", "dummy", "-r", "48000",
+                                      "-p", "64"], env=env, stdout=self._logf, stderr=subprocess.STDOUT)
+        os.environ["JACK_DEFAULT_SERVER"] = self.name
+        os.environ["JACK_NO_START_SERVER"] = "1"
+        be = mido.Backend(self.BACKEND)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return f"jackd exited with {self.proc.returncode}: {self._read_log()[-500:]}"
+            try:
+                port = be.open_output("eqbridge-probe", virtual=True)
+                port.close()
+                return None
+            except Exception:
+                time.sleep(0.1)
+        self.stop()
+        return f"jackd did not come up within {wait_s:g} s: {self._read_log()[-500:]}"
+
+    def _read_log(self) -> str:
+        self._logf.seek(0)
+        return self._logf.read()
+
+    def stop(self) -> None:
+        import os
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        os.environ.pop("JACK_DEFAULT_SERVER", None)
+        os.environ.pop("JACK_NO_START_SERVER", None)
