@@ -81,18 +81,13 @@ class Head:
         self.answers = z["answers"].astype(np.float64)  # (n, 40) shrunk shapes per known word
         self.sizes_db = z["sizes_db"].astype(np.float64)  # (n,) calibrated dB size per known word
         self.global_size_db = float(z["global_size_db"])
-        self.coef, self.bias = z["coef"], z["bias"]
-        self.keys, self.key_shapes = z["keys"], z["key_shapes"]
-        self.k, self.temperature, self.blend = int(z["k"]), float(z["temperature"]), float(z["blend"])
+        self.keys, self.coef, self.bias = z["keys"], z["coef"], z["bias"]
+        self.temperature = float(z["temperature"])
 
     def predict(self, emb: np.ndarray) -> np.ndarray:
-        """Shape for one embedding: ridge blended with a softmax-weighted kNN over known words."""
-        ridge = emb @ self.coef + self.bias
-        sims = self.keys @ emb
-        idx = np.argpartition(-sims, self.k - 1)[: self.k]
-        ww = np.exp((sims[idx] - sims[idx].max()) / self.temperature)
-        knn = (ww / ww.sum()) @ self.key_shapes[idx]
-        return ((1 - self.blend) * ridge + self.blend * knn).astype(np.float64)
+        """Shape for one embedding: kernel ridge over the known words (see bridge.train.head)."""
+        kernel = np.exp((self.keys @ emb - 1.0) / self.temperature)
+        return (kernel @ self.coef + self.bias).astype(np.float64)
 
 
 class TextToCurve:

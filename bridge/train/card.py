@@ -33,9 +33,11 @@ def _cv_table(cv: dict) -> str:
 
 def write_model_card(path: Path, report: dict) -> None:
     d, q, s = report["data"], report["int8_vs_fp32"], report["shrinkage"]
-    files = "\n".join(f"| `{name}` | {size / 1e6:.2f} MB |" for name, size in report["files"].items())
+    files = "\n".join(f"| `{name}` | {size / 1e6:.3f} MB |" for name, size in report["files"].items()
+                      if name != "README.md")
     enc = report.get("encoder", {})
-    enc_line = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in enc.items())
+    enc_line = ("Export check: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                             for k, v in enc.items()) + ".") if enc else ""
     text = f"""# eqbridge model card
 
 Written by `eqbridge train` (bridge/train/); every number below was measured by that run.
@@ -55,7 +57,7 @@ answered from the crowd data when known, through a Spanish-English lexicon, or b
 - `text-encoder.int8.onnx`, `tokenizer.json`: all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0,
   see `NOTICE-all-MiniLM-L6-v2.txt`), exported to ONNX with mean pooling and L2 normalisation in the
   graph and quantised to int8 per channel (`onnxruntime.quantization.quantize_dynamic`). {enc_line}
-- `head.npz`: the vocabulary (descriptor -> shrunk shape and dB size) and the head (ridge + kNN).
+- `head.npz`: the vocabulary (descriptor -> shrunk shape and dB size) and the head (kernel ridge).
 
 ## Data (vendored in `models/data/`, see each SOURCE.md)
 - SocialFX/SocialEQ EQ: {d['socialfx_rows']} usable rows (z-scored 40-band shapes, English and Spanish).
@@ -72,9 +74,10 @@ answered from the crowd data when known, through a Spanish-English lexicon, or b
 ## Method
 - Each descriptor's target is the mean of its people's z-scored shapes (SocialFX rows weighted by
   their ratings consistency, 0.25 + 0.75 c; each source's mean weighted by sqrt(n)).
-- Head: embedding of "{report.get('template', 'a {} sound')}" -> shape by weighted ridge regression blended with a
-  softmax-weighted k-nearest-neighbour average over known words; parameters chosen by word-level
-  cross-validation ({report['head_params']}).
+- Head: embedding of "{report.get('template', 'a {} sound')}" -> shape by weighted kernel ridge regression over the
+  known English words with the smooth kernel exp((cos - 1) / T) (no hard neighbour cut-off: a kNN
+  head scored about the same in CV but moved too much under int8 noise); T and the ridge strength
+  chosen by word-level cross-validation ({report['head_params']}).
 - Known words lean on their own data and shrink toward the head's out-of-fold prediction as their
   data gets thin: answer = n/(n+k) data + k/(n+k) head, k = {s['k']} (chosen by simulating words
   with few people; r per k: {', '.join(f'{kk}: {v:.3f}' for kk, v in s['table'].items())}).
@@ -86,6 +89,8 @@ Mean Pearson r and MAE (z-score units) between predicted and held-out word-mean 
 {_cv_table(report['cv'])}
 
 ## int8 against fp32
+Embeddings of the {report['encoder_cosine']['n']} training texts, int8 against fp32: cosine mean
+{report['encoder_cosine']['mean']:.4f}, 1st percentile {report['encoder_cosine']['p1']:.4f}, min {report['encoder_cosine']['min']:.4f}.
 On all {q['n_words']} training descriptors, the shipped curve (data shrunk toward the head) from int8
 embeddings against the same from fp32 (torch) embeddings: r min {q['min_r']:.4f} (worst: {q['worst_word']}),
 mean {q['mean_r']:.4f}. The head alone (what an unseen word gets): r mean {q['head_mean_r']:.4f}, 1st

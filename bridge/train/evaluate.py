@@ -13,9 +13,7 @@ SEED = 20261125
 
 # The grid the chosen head comes from (small on purpose: 542 words cannot support a big search).
 HEAD_GRID: tuple[dict, ...] = tuple(
-    {"alpha": a, "k": k, "temperature": t, "blend": b}
-    for a in (1.0, 3.0, 10.0) for k in (10, 30) for t in (0.05, 0.1, 0.2) for b in (0.0, 0.5, 1.0)
-    if not (b == 0.0 and (k, t) != (10, 0.05))
+    {"temperature": t, "lam": lam} for t in (0.05, 0.1, 0.2, 0.4) for lam in (0.1, 0.3, 1.0, 3.0)
 )
 
 

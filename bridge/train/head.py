@@ -23,46 +23,34 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) -> tupl
     return coef, ym - xm @ coef
 
 
-def knn_weights(q: np.ndarray, keys: np.ndarray, k: int, temperature: float) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and softmax weights of the k nearest keys by cosine (rows are unit vectors)."""
-    sims = q @ keys.T
-    k = min(k, keys.shape[0])
-    idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    top = np.take_along_axis(sims, idx, axis=1)
-    ww = np.exp((top - top.max(axis=1, keepdims=True)) / temperature)
-    return idx, ww / ww.sum(axis=1, keepdims=True)
+def cosine_kernel(a: np.ndarray, b: np.ndarray, temperature: float) -> np.ndarray:
+    """exp((cos - 1) / T) between unit rows: 1 for the same text, smooth everywhere (no hard
+    neighbour cut-off, so a small change of embedding, e.g. int8 noise, moves the answer little)."""
+    return np.exp((a @ b.T - 1.0) / temperature)
 
 
 @dataclass(frozen=True)
 class HeadParams:
-    """Everything the runtime needs to evaluate the head: ridge + kNN blend.
+    """Kernel ridge regression over known words: everything the runtime needs (a small .npz).
 
-    prediction = (1 - blend) * (x @ coef + bias) + blend * sum_k softmax(cos/T)_k * shapes[k]
+    prediction(x) = exp((keys @ x - 1) / T) @ coef + bias
     """
 
+    keys: np.ndarray
     coef: np.ndarray
     bias: np.ndarray
-    keys: np.ndarray
-    shapes: np.ndarray
-    k: int
     temperature: float
-    blend: float
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        x = np.atleast_2d(x)
-        ridge = x @ self.coef + self.bias
-        if self.blend <= 0:
-            return ridge
-        idx, ww = knn_weights(x, self.keys, self.k, self.temperature)
-        knn = np.einsum("nk,nkb->nb", ww, self.shapes[idx])
-        return (1 - self.blend) * ridge + self.blend * knn
+        return cosine_kernel(np.atleast_2d(x), self.keys, self.temperature) @ self.coef + self.bias
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, alpha: float, k: int,
-             temperature: float, blend: float) -> HeadParams:
-    coef, bias = fit_ridge(x, y, w, alpha)
-    return HeadParams(coef.astype(np.float32), bias.astype(np.float32), x.astype(np.float32),
-                      y.astype(np.float32), k, temperature, blend)
+def fit_head(x: np.ndarray, y: np.ndarray, w: np.ndarray, *, temperature: float, lam: float) -> HeadParams:
+    """Weighted kernel ridge: a word with more people behind it is fitted more closely (lam / w)."""
+    bias = (w / w.sum()) @ y
+    k = cosine_kernel(x, x, temperature)
+    coef = np.linalg.solve(k + lam * np.diag(1.0 / w), y - bias)
+    return HeadParams(x.astype(np.float32), coef.astype(np.float32), bias.astype(np.float32), temperature)
 
 
 def word_folds(n: int, n_folds: int, seed: int) -> np.ndarray:
@@ -83,12 +71,15 @@ def rowwise_mae(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def cross_val_predict(fit: Callable[[np.ndarray, np.ndarray, np.ndarray], Predictor], x: np.ndarray,
-                      y: np.ndarray, w: np.ndarray, folds: np.ndarray) -> np.ndarray:
-    """Out-of-fold predictions for every word."""
+                      y: np.ndarray, w: np.ndarray, folds: np.ndarray,
+                      x_query: np.ndarray | None = None) -> np.ndarray:
+    """Out-of-fold predictions for every word; `x_query` asks the same fold models about other
+    embeddings of the same words (e.g. fp32 ones, to isolate the effect of quantisation)."""
+    x_query = x if x_query is None else x_query
     pred = np.zeros_like(y)
     for f in np.unique(folds):
         test = folds == f
-        pred[test] = fit(x[~test], y[~test], w[~test])(x[test])
+        pred[test] = fit(x[~test], y[~test], w[~test])(x_query[test])
     return pred
 
 
