@@ -19,17 +19,19 @@ smoothly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.linalg.lapack import dposv as _dposv
 from scipy.optimize import lsq_linear
 
 from bridge.bands import BandSetting, BandSpec
 from bridge.erb import FREQS_HZ, N_BANDS, erb_grid, erb_rate
-from bridge.filters import (KIND_BELL, KIND_CODES, KIND_HIGH_SHELF, KIND_LOW_SHELF, PeqGrid,
-                            peq_db_and_grad, q_from_octaves, response_db)
+from bridge.filters import (_DB, _H, KIND_BELL, KIND_CODES, KIND_HIGH_SHELF, KIND_LOW_SHELF,
+                            PeqGrid, peq_db_and_grad, q_from_octaves, response_db)
 
 DENSE_POINTS = 96  # error grid: ~2.4 points per ERB centre spacing, 20 Hz .. 20 kHz
 _KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
@@ -38,18 +40,25 @@ _KIND_NAMES = {v: k for k, v in KIND_CODES.items()}
 # < 0.01 dB of fit on real curves, large enough to decide between near-equivalent solutions.
 GAIN_PULL = 0.002  # per dB of gain
 Q_PULL = 0.004  # per unit of ln(Q / Q_HOME)
-Q_HOME = 1.0
+Q_HOME = 1.0  # bells
+SHELF_Q_HOME = 0.7071  # shelves: the Butterworth-like shape, no bump or dip beside the shelf
 CANCEL_PULL = 0.02  # per dB of the smaller gain of an opposite-sign bell pair at the same freq
 CANCEL_WIDTH = np.log(2.0) / 2.0  # half an octave (in ln f): how close two bells must be
+CROSS_PULL = 0.05  # per unit of ln f by which a low shelf sits above a high shelf (crossed)
+CROSS_MARGIN = 0.0
+_CANCEL_REACH = 5.0 * CANCEL_WIDTH
 
 # Warm start: pull toward the previous fit per unit of (ln f, gain dB, ln Q), so a small target
 # change cannot slide a band along a flat valley of the cost (no band jumping).
 WARM_PULL = np.array([0.1, 0.005, 0.03])
 STAGE_ITERS = 3  # LM iterations after each greedy addition (the final polish converges)
-FINAL_ITERS = 25
-WARM_ITERS = 12
-FINAL_RTOL = 3e-4  # stop when an accepted step lowers the cost by less than this fraction
+FINAL_ITERS = 12
+WARM_ITERS = 5
+FINAL_RTOL = 1e-3  # stop when an accepted step lowers the cost by less than this fraction
+STAGE_RTOL = 1e-3
+WARM_RTOL = 1e-3
 LAM0 = 1.0  # initial LM damping (tuned: fewer rejected first steps)
+WARM_LAM0 = 0.03
 STOP_RMS_DB = 0.01  # greedy stops adding bands once the weighted RMS error is below this
 
 
@@ -97,17 +106,29 @@ def interpolate_curve(target_db: np.ndarray, freqs_hz: np.ndarray) -> np.ndarray
     return np.interp(erb_rate(freqs_hz), erb_rate(FREQS_HZ), np.asarray(target_db, np.float64))
 
 
-class _Problem:
-    """Everything fixed during one fit: grid, weights, target, band constraints."""
+class _Geometry:
+    """What depends only on the band specs and sample rate (cached across fits)."""
 
-    def __init__(self, target_db: np.ndarray, specs: Sequence[BandSpec], sample_rate: float):
+    def __init__(self, specs: tuple[BandSpec, ...], sample_rate: float):
         self.sample_rate = sample_rate
         hi = min(20000.0, 0.45 * sample_rate)
         self.freqs = erb_grid(DENSE_POINTS, 20.0, hi)
+        self.npts = self.freqs.size
         self.grid = PeqGrid(self.freqs, sample_rate)
+        self.pi_sr = np.pi / sample_rate
+        self.tan2 = np.tan(self.grid.half) ** 2
         self.sw = np.sqrt(erb_weights(self.freqs))
-        self.target = interpolate_curve(target_db, self.freqs)
-        self.specs = tuple(specs)
+        self.interp_x = erb_rate(self.freqs)
+        self.centres = PeqGrid(FREQS_HZ, sample_rate)
+        self.specs = specs
+        self.structures: dict[tuple, _Structure] = {}
+        self.kinds = [_fit_kinds(s) for s in specs]
+        groups: dict[Any, list[int]] = {}
+        for i, s in enumerate(specs):
+            groups.setdefault(_spec_key(s), []).append(i)
+        self.groups = [g for g in groups.values() if len(g) > 1]
+        self.end_lo = self.freqs < 60.0
+        self.end_hi = self.freqs > 12000.0
         nb = len(self.specs)
         fmax = 0.49 * sample_rate
         lo = np.zeros((3, nb))
@@ -127,124 +148,276 @@ class _Problem:
         self.free = hi_ > lo  # (3, nb): which parameters the fitter may move
 
 
+_GEOMETRY: dict[tuple, _Geometry] = {}
+_CENTRES_ERB = erb_rate(FREQS_HZ)
+
+
+class _Problem:
+    """Everything fixed during one fit: grid, weights, target, band constraints."""
+
+    def __init__(self, target_db: np.ndarray, specs: Sequence[BandSpec], sample_rate: float):
+        specs = tuple(specs)
+        key = (specs, float(sample_rate))
+        geo = _GEOMETRY.get(key)
+        if geo is None:
+            if len(_GEOMETRY) > 64:
+                _GEOMETRY.clear()
+            geo = _GEOMETRY[key] = _Geometry(specs, float(sample_rate))
+        self.geo = geo
+        self.sample_rate = geo.sample_rate
+        self.freqs, self.npts, self.grid, self.pi_sr = geo.freqs, geo.npts, geo.grid, geo.pi_sr
+        self.tan2 = geo.tan2
+        self.sw, self.specs = geo.sw, geo.specs
+        self.kinds = geo.kinds
+        self.lo, self.hi, self.free = geo.lo, geo.hi, geo.free
+        self.target = np.interp(geo.interp_x, _CENTRES_ERB, target_db)
+        self.sw_db = geo.sw * _DB
+        self.sw_target = geo.sw * self.target
+
+
 # --------------------------------------------------------------------------------------------
 # Residual, Jacobian, penalties
 # --------------------------------------------------------------------------------------------
 
-class _Placed:
-    """Constants of one set of placed bands (slot indices, kinds, penalty structure) for LM."""
+class _Structure:
+    """What a set of placed bands fixes for LM, independent of the target (cached per geometry):
+    slots, kinds, the per-kind constants of the closed form, bounds and the penalty structure."""
+
+    def __init__(self, geo: _Geometry, kk: np.ndarray, idx: np.ndarray):
+        k = idx.size
+        self.idx, self.kinds, self.k = idx, kk, k
+        bell = kk == KIND_BELL
+        low = kk == KIND_LOW_SHELF
+        high = ~(bell | low)
+        # Every band is |H|^2 = N / D with X = (alpha - beta y)^2 + c y for X = N, D, where
+        # alpha, beta, c are A^ea / Q^eq (the shelves' gain factor A^2 folded into N):
+        #   bell:        N: A^(0, 0, 2)      D: A^(0, 0, -2)    (exponents of alpha, beta, c)
+        #   low shelf:   N: A^(2, 1, 3)      D: A^(0, 1, 1)
+        #   high shelf:  N: A^(1, 2, 3)      D: A^(1, 0, 1)
+        # and c carries Q^-2. (bridge.filters' forms, divided by u^2 and with y = v / u.)
+        ea = np.zeros((3, 2, k))
+        ea[:, 0, bell], ea[:, 1, bell] = [[0.0], [0.0], [2.0]], [[0.0], [0.0], [-2.0]]
+        ea[:, 0, low], ea[:, 1, low] = [[2.0], [1.0], [3.0]], [[0.0], [1.0], [1.0]]
+        ea[:, 0, high], ea[:, 1, high] = [[1.0], [2.0], [3.0]], [[1.0], [0.0], [1.0]]
+        # one matrix maps x = [ln f0, gain dB, ln Q] to the logs of (alpha, beta, c) and of w0/2
+        emat = np.zeros((6 * k + k, 3 * k))
+        r = np.arange(k)
+        for m in range(3):
+            for nd in range(2):
+                emat[(2 * m + nd) * k + r, k + r] = _H * ea[m, nd]
+        emat[4 * k + r, 2 * k + r] = -2.0
+        emat[5 * k + r, 2 * k + r] = -2.0
+        emat[6 * k + r, r] = 1.0
+        self.emat = emat
+        self.ebias = np.concatenate([np.zeros(6 * k), np.full(k, np.log(geo.pi_sr))])
+        # d X / d ln A = 2 P (ea_alpha alpha - ea_beta beta y) + ea_c c y: coefficients
+        self.ea2 = 2.0 * ea[:2, ..., None]
+        self.ea_c = ea[2, ..., None]
+        self.scale = np.empty((3, k, 1))
+        self.scale[1] = _DB * _H
+        self.scale[2] = -2.0 * _DB
+        self.lo = geo.lo[:, idx].ravel()
+        self.hi = geo.hi[:, idx].ravel()
+        self.free = geo.free[:, idx].ravel()
+        self.all_free = bool(self.free.all())
+        qfree = geo.free[2, idx].astype(np.float64)
+        # base quadratic pulls: gain toward 0 and ln Q toward its home (where Q is free)
+        self.w1 = np.concatenate([np.zeros(k), np.full(k, GAIN_PULL ** 2), Q_PULL ** 2 * qfree])
+        self.h1 = np.concatenate([np.zeros(2 * k),
+                                  np.log(np.where(bell, Q_HOME, SHELF_Q_HOME))])
+        self.c1 = float(self.w1 @ self.h1 ** 2)
+        bells = np.flatnonzero(bell).tolist()
+        self.pairs = [(i, j) for n, i in enumerate(bells) for j in bells[n + 1:]]
+        self.cross = [(i, j) for i in np.flatnonzero(low).tolist()
+                      for j in np.flatnonzero(high).tolist()]
+
+
+class _Model:
+    """One set of placed bands and its LM cost, gradient and Gauss-Newton Hessian.
+
+    The cost is sum(r^2) over the weighted fit residual rows on the grid, the quadratic pulls
+    (gain toward 0, ln Q toward its home, and with a warm start every parameter toward the
+    previous fit) and the few nonzero penalty rows (cancelling bell pairs, crossed shelves). The
+    quadratic pulls have constant Jacobians, so they enter the normal equations as diagonal terms
+    rather than as rows. Parameters x are one flat vector [ln f (k), gain dB (k), ln Q (k)] in the
+    order of `idx`.
+
+    The band maths is `bridge.filters.peq_db_and_grad`'s closed form, specialised to a fixed set of
+    kinds (masks and exponents built once, `_Structure`) and split so a trial step computes only
+    the residual; the Jacobian reuses its intermediates when the step is kept.
+    """
 
     def __init__(self, prob: _Problem, kinds: np.ndarray, idx: np.ndarray,
                  anchor: np.ndarray | None = None):
-        self.idx = idx
-        self.anchor = anchor
-        self.kinds = kinds[idx]
-        k = idx.size
-        self.k = k
-        self.qfree = prob.free[2, idx].astype(np.float64)
-        bells = np.flatnonzero(self.kinds == KIND_BELL)
-        pi, pj = np.triu_indices(bells.size, 1)
-        self.bi, self.bj = bells[pi], bells[pj]
-        # Jacobian (transposed: params x rows) of the constant penalty rows: gain and ln Q pulls
-        jt = np.zeros((3 * k, 2 * k))
-        jt[k + np.arange(k), np.arange(k)] = GAIN_PULL
-        jt[2 * k + np.arange(k), k + np.arange(k)] = Q_PULL * self.qfree
-        if anchor is not None:
-            # warm start: Tikhonov rows pulling each parameter toward the previous fit
-            jt = np.concatenate([jt, np.diag(np.repeat(WARM_PULL, k))], axis=1)
-        self.jt_const = jt
+        geo = prob.geo
+        kk = kinds[idx]
+        key = (kk.tobytes(), idx.tobytes())
+        st = geo.structures.get(key)
+        if st is None:
+            st = geo.structures[key] = _Structure(geo, kk, idx)
+        self.prob, self.st = prob, st
+        self.k, self.lo, self.hi, self.free = st.k, st.lo, st.hi, st.free
+        self.all_free = st.all_free
+        # quadratic pulls: w1 (x - h1)^2 + w2 (x - h2)^2 == W (x - H)^2 + const
+        if anchor is None:
+            self.pw, self.ph, self.pc = st.w1, st.h1, 0.0
+        else:
+            w2 = np.repeat(WARM_PULL ** 2, st.k)
+            h2 = np.asarray(anchor, dtype=np.float64).ravel()
+            self.pw = st.w1 + w2
+            self.ph = (st.w1 * st.h1 + w2 * h2) / self.pw
+            self.pc = st.c1 + float(w2 @ h2 ** 2) - float(self.pw @ self.ph ** 2)
+        self.pdiag = np.diag(self.pw)
+
+    def cost(self, x: np.ndarray):
+        """Cost at x and the intermediates `hess_grad` needs (a tuple).
+
+        With y = W^2 = tan^2(w/2) / tan^2(w0/2) (the BLT-warped frequency ratio squared), every
+        |H|^2 of bridge.filters is e^K N / D with N = (aN - bN y)^2 + cN y and D alike (the
+        common factor u^2 of the (u, v) form cancels). y is a ratio of two accurately computed
+        tangents, so nothing cancels at low frequencies, and 1 - y only loses digits where the
+        c*y term dominates.
+        """
+        prob, st, k = self.prob, self.st, self.k
+        e = np.exp(st.emat @ x + st.ebias)
+        abc = e[:6 * k].reshape(3, 2, k, 1)  # alpha, beta, c of N and D
+        half0 = e[6 * k:]  # w0 / 2
+        t0 = np.tan(half0)
+        y = prob.tan2 / (t0 * t0)[:, None]  # (k, n)
+        p = abc[0] - abc[1] * y
+        cy = abc[2] * y
+        xx = p * p + cy
+        s = np.log(xx[0] / xx[1]).sum(axis=0)
+        rf = prob.sw_db * s - prob.sw_target
+        dx = x - self.ph
+        cost = float(rf @ rf) + float(self.pw @ (dx * dx)) + self.pc
+        rows = self._rows(x) if (st.pairs or st.cross) else None
+        if rows:
+            cost += sum(r * r for r, _ in rows)
+        return cost, (x, s, rf, abc, half0, y, p, cy, xx, dx, rows)
+
+    def _rows(self, x: np.ndarray) -> list:
+        """The nonzero penalty rows at x: (value, [(param index, d value / d param), ...]).
+
+        Opposite-sign bells: CANCEL_PULL * |smaller gain| * exp(-d^2 / (2 CANCEL_WIDTH^2)), d their
+        ln-frequency distance (same-sign pairs give 0); a low shelf above a high shelf: a hinge
+        CROSS_PULL * max(ln f_low - ln f_high + CROSS_MARGIN, 0).
+        """
+        st, k = self.st, self.k
+        xl = x.tolist()
+        rows = []
+        for i, j in st.pairs:
+            gi, gj = xl[k + i], xl[k + j]
+            d = xl[i] - xl[j]
+            # beyond 5 widths a row is < 4e-6 * CANCEL_PULL * gain: left out (cost change < 1e-12)
+            if gi * gj < 0.0 and -_CANCEL_REACH < d < _CANCEL_REACH:
+                cl = CANCEL_PULL * math.exp(-0.5 * d * d / CANCEL_WIDTH ** 2)
+                s, gs = (i, gi) if abs(gi) <= abs(gj) else (j, gj)
+                r = cl * abs(gs)
+                dr = -r * d / CANCEL_WIDTH ** 2
+                rows.append((r, [(i, dr), (j, -dr), (k + s, math.copysign(cl, gs))]))
+        for i, j in st.cross:
+            over = xl[i] - xl[j] + CROSS_MARGIN
+            if over > 0.0:
+                rows.append((CROSS_PULL * over, [(i, CROSS_PULL), (j, -CROSS_PULL)]))
+        return rows
+
+    def hess_grad(self, state):
+        """Gauss-Newton Hessian J J^T and gradient J r (both of the half cost) at a `cost` state."""
+        prob, st, k = self.prob, self.st, self.k
+        x, s, rf, abc, half0, y, p, cy, xx, dx, rows = state
+        inv = 1.0 / xx
+        pinv = p * inv
+        t = np.empty((3, 2, k, prob.npts))
+        # d X / d y = c - 2 beta P  (and d y / d ln f0 = -y * 2 w0 / sin(w0), in `scale`)
+        np.multiply(abc[2], inv, out=t[0])
+        t[0] -= (2.0 * abc[1]) * pinv
+        # d X / d ln Q = -2 c y  (the -2 in `scale`)
+        np.multiply(cy, inv, out=t[2])
+        # d X / d ln A = 2 P (ea_alpha alpha - ea_beta beta y) + ea_c c y
+        w = st.ea2 * abc[:2]
+        np.multiply(w[0] - w[1] * y, pinv, out=t[1])
+        t[1] += st.ea_c * t[2]
+        d = t[:, 0] - t[:, 1]  # (3, k, n): derivatives of ln N - ln D
+        d[0] *= y
+        scale = st.scale.copy()
+        scale[0, :, 0] = (-_DB * 4.0) * half0 / np.sin(2.0 * half0)
+        d *= scale
+        jt = d.reshape(3 * k, prob.npts)
+        jt *= prob.sw
+        hess = jt @ jt.T
+        hess += self.pdiag
+        grad = jt @ rf + self.pw * dx
+        for r, entries in rows or ():  # a handful of sparse rows: rank-one updates by hand
+            for i, di in entries:
+                grad[i] += di * r
+                for j, dj in entries:
+                    hess[i, j] += di * dj
+        return hess, grad
 
 
-def _residual(prob: _Problem, pl: _Placed, p: np.ndarray, want_jac: bool = True):
-    """Weighted residual rows (fit + penalties) and their transposed Jacobian (params x rows).
+def _lm(model: _Model, p: np.ndarray, max_iter: int, rtol: float, lam: float = None):
+    """Projected Levenberg-Marquardt on the placed bands; returns the improved (3, k) params,
+    the predicted dB on the grid there, and the final damping (to carry into the next stage).
 
-    p rows are ln f, gain dB, ln Q of the placed bands (columns follow `pl.idx`).
-    """
-    k = pl.k
-    db, d_f, d_g, d_q = peq_db_and_grad(pl.kinds, np.exp(p[0]), p[1], np.exp(p[2]), prob.grid,
-                                        want_grad=want_jac)
-    pred = db.sum(axis=0)
-    r_fit = prob.sw * (pred - prob.target)
-    # penalties: gain toward 0, ln Q toward ln Q_HOME (only where Q is free)
-    r_g = GAIN_PULL * p[1]
-    r_q = Q_PULL * (p[2] - np.log(Q_HOME)) * pl.qfree
-    # opposite-sign bells at nearly the same frequency
-    bi, bj = pl.bi, pl.bj
-    dlf = p[0, bi] - p[0, bj]
-    closeness = np.exp(-0.5 * (dlf / CANCEL_WIDTH) ** 2)
-    gi, gj = p[1, bi], p[1, bj]
-    opposite = (gi * gj < 0) * CANCEL_PULL
-    smaller_is_i = np.abs(gi) <= np.abs(gj)
-    small_gain = np.where(smaller_is_i, gi, gj)
-    r_c = opposite * closeness * np.abs(small_gain)
-    if pl.anchor is not None:
-        r = np.concatenate([r_fit, r_g, r_q, (np.repeat(WARM_PULL, k) * (p - pl.anchor).ravel()), r_c])
-    else:
-        r = np.concatenate([r_fit, r_g, r_q, r_c])
-    if not want_jac:
-        return r, pred, None
-    jt_fit = np.concatenate([d_f, d_g, d_q]) * prob.sw
-    npair = bi.size
-    if npair:
-        jt_pair = np.zeros((3 * k, npair))
-        cols = np.arange(npair)
-        dr = opposite * closeness * (-dlf / CANCEL_WIDTH ** 2) * np.abs(small_gain)
-        jt_pair[bi, cols] = dr
-        jt_pair[bj, cols] = -dr
-        jt_pair[k + np.where(smaller_is_i, bi, bj), cols] = np.sign(small_gain) * opposite * closeness
-        jt = np.concatenate([jt_fit, pl.jt_const, jt_pair], axis=1)
-    else:
-        jt = np.concatenate([jt_fit, pl.jt_const], axis=1)
-    return r, pred, jt
-
-
-def _lm(prob: _Problem, kinds: np.ndarray, idx: np.ndarray, p: np.ndarray, max_iter: int,
-        rtol: float, anchor: np.ndarray | None = None) -> np.ndarray:
-    """Projected Levenberg-Marquardt on the placed bands; returns the improved (3, k) params.
-
-    Damping: Marquardt's scaling (lambda * diag(J^T J)); a parameter sitting on a bound whose
+    Damping: Marquardt's scaling (lambda * diag(J^T J)), updated from the gain ratio rho (actual
+    over predicted cost drop) as in Nielsen (1999) / Madsen, Nielsen & Tingleff, "Methods for
+    non-linear least squares problems" (2004), sec. 3.2; a parameter sitting on a bound whose
     gradient pushes outward is held for that step (projected/active-set LM, Nocedal & Wright 16.7).
+    Each trial evaluates the residual only; the Jacobian is formed for kept steps that continue.
     """
-    k = idx.size
-    if k == 0:
-        return p
-    pl = _Placed(prob, kinds, idx, anchor)
-    lo = prob.lo[:, idx].ravel()
-    hi = prob.hi[:, idx].ravel()
-    free = prob.free[:, idx].ravel()
-    x = np.clip(p.ravel(), lo, hi)
-    r, _, jt = _residual(prob, pl, x.reshape(3, k))
-    cost = r @ r
-    lam = LAM0
+    k = model.k
+    lo, hi, free = model.lo, model.hi, model.free
+    x = np.minimum(np.maximum(p.ravel(), lo), hi)
+    cost, state = model.cost(x)
+    if lam is None:
+        lam = LAM0
+    if k == 0 or max_iter <= 0:
+        return x.reshape(3, k), _DB * state[1], lam
+    nu = 2.0
     for _ in range(max_iter):
-        grad = jt @ r
-        act = free & ~(((x <= lo) & (grad > 0)) | ((x >= hi) & (grad < 0)))
-        cols = np.flatnonzero(act)
-        if cols.size == 0:
-            break
-        jc = jt[cols]
-        jtj = jc @ jc.T
-        gc = grad[cols]
-        diag = np.diag(jtj) + 1e-9
+        hess, grad = model.hess_grad(state)
+        held = ((x <= lo) & (grad > 0)) | ((x >= hi) & (grad < 0))
+        if model.all_free and not held.any():
+            cols = None
+            hc, gc = hess, grad
+        else:
+            act = free & ~held
+            cols = np.flatnonzero(act)
+            if cols.size == 0:
+                break
+            hc, gc = hess[np.ix_(cols, cols)], grad[cols]
+        diag = hc.diagonal() + 1e-9
         improved = False
         while lam < 1e8:
-            step = np.linalg.solve(jtj + np.diag(lam * diag), -gc)
-            x_new = x.copy()
-            x_new[cols] = np.clip(x[cols] + step, lo[cols], hi[cols])
-            r_new, _, jt_new = _residual(prob, pl, x_new.reshape(3, k))
-            cost_new = r_new @ r_new
+            m = hc.copy()
+            m.flat[::m.shape[0] + 1] += lam * diag
+            _, step, info = _dposv(m, -gc)
+            if info != 0:  # not positive definite (cannot happen with lam > 0, but be safe)
+                step = np.linalg.lstsq(m, -gc, rcond=None)[0]
+            if cols is None:
+                x_new = np.minimum(np.maximum(x + step, lo), hi)
+            else:
+                x_new = x.copy()
+                x_new[cols] = np.minimum(np.maximum(x[cols] + step, lo[cols]), hi[cols])
+            cost_new, state_new = model.cost(x_new)
             if cost_new < cost:
                 improved = True
                 break
-            lam *= 8.0
+            lam *= nu
+            nu *= 2.0
         if not improved:
             break
         drop = cost - cost_new
-        x, r, jt, cost = x_new, r_new, jt_new, cost_new
-        lam = max(lam / 4.0, 1e-9)
+        # predicted drop of the (unclipped) damped Gauss-Newton step: -2 h.g - h.H h = h.(lam D h - g)
+        predicted = float(step @ (lam * diag * step - gc))
+        rho = drop / predicted if predicted > 0 else 0.0
+        lam = max(lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 1e-9)
+        nu = 2.0
+        x, state, cost = x_new, state_new, cost_new
         if drop <= rtol * cost:
             break
-    return x.reshape(3, k)
+    return x.reshape(3, k), _DB * state[1], lam
 
 
 # --------------------------------------------------------------------------------------------
@@ -256,10 +429,6 @@ def _fit_kinds(spec: BandSpec) -> list[int]:
     return [KIND_CODES[t] for t in ("bell", "low_shelf", "high_shelf") if t in spec.types]
 
 
-def _initial_q(prob: _Problem, slot: int, q: float) -> float:
-    return float(np.exp(np.clip(np.log(q), prob.lo[2, slot], prob.hi[2, slot])))
-
-
 def _slot_distance(prob: _Problem, slot: int, lnf: float) -> float:
     """How far (in ln f) a slot's reachable frequency range is from lnf."""
     return max(prob.lo[0, slot] - lnf, lnf - prob.hi[0, slot], 0.0)
@@ -267,15 +436,15 @@ def _slot_distance(prob: _Problem, slot: int, lnf: float) -> float:
 
 def _peak_width_q(prob: _Problem, r: np.ndarray, i: int) -> float:
     """Q of the residual bump around grid point i, from its half-height width (RBJ BW -> Q)."""
-    half = abs(r[i]) / 2.0
-    same = (np.sign(r) == np.sign(r[i])) & (np.abs(r) >= half)
-    a = i
-    while a > 0 and same[a - 1]:
-        a -= 1
-    b = i
-    while b < r.size - 1 and same[b + 1]:
-        b += 1
-    bw = max(np.log2(prob.freqs[b] / prob.freqs[a]), 0.1)
+    ri = r[i]
+    same = (r * ri >= 0.5 * ri * ri) if ri != 0 else np.zeros(r.size, bool)
+    same[i] = True
+    # the run of points on the same side of zero and at least half as high, around i
+    outside = np.flatnonzero(~same)
+    j = int(np.searchsorted(outside, i))
+    a = int(outside[j - 1]) + 1 if j > 0 else 0
+    b = int(outside[j]) - 1 if j < outside.size else r.size - 1
+    bw = max(math.log2(prob.freqs[b] / prob.freqs[a]), 0.1)
     # the residual bump's half-height width ~ the bell's midpoint-gain bandwidth (RBJ's BW)
     return float(q_from_octaves(bw))
 
@@ -320,26 +489,44 @@ def fit_curve(target_db: np.ndarray | Sequence[float], bands: Any, *,
         settings = _fit_warm(prob, previous)
     else:
         settings = _fit_greedy(prob, usable)
-    return _make_fit(name, settings, target, sr)
+    return _make_fit(name, settings, target, sr, prob)
 
 
-def _make_fit(name: str, settings: Sequence[BandSetting], target: np.ndarray, sr: float) -> Fit:
-    pred = response_db(settings, FREQS_HZ, sr)
+_CENTRE_W = erb_weights(FREQS_HZ)
+
+
+def _make_fit(name: str, settings: Sequence[BandSetting], target: np.ndarray, sr: float,
+              prob: _Problem | None = None) -> Fit:
+    on = [s for s in settings if s.type != "off"]
+    if prob is not None and all(s.type in KIND_CODES for s in on):
+        # bells and shelves only: one batched evaluation (same closed form as response_db)
+        pred = np.zeros(N_BANDS)
+        if on:
+            db = peq_db_and_grad(np.array([KIND_CODES[s.type] for s in on]),
+                                 np.array([s.freq_hz for s in on]), np.array([s.gain_db for s in on]),
+                                 np.array([s.q for s in on]), prob.geo.centres, want_grad=False)[0]
+            pred = db.sum(axis=0)
+    else:
+        pred = response_db(settings, FREQS_HZ, sr)
     err = pred - target
     return Fit(mapping_name=name, bands=tuple(settings), freqs_hz=FREQS_HZ.copy(),
                target_db=target.copy(), predicted_db=pred,
-               rms_error_db=weighted_rms_db(err, FREQS_HZ),
+               rms_error_db=float(np.sqrt(_CENTRE_W @ (err * err))),
                max_error_db=float(np.max(np.abs(err))))
 
 
 def _settings(prob: _Problem, kinds: np.ndarray, idx: np.ndarray, p: np.ndarray,
               sort_interchangeable: bool) -> list[BandSetting]:
-    out = [BandSetting("off", float(np.exp(prob.lo[0, i])), 0.0, 0.7071) for i in range(len(prob.specs))]
-    for j, slot in enumerate(idx):
-        out[slot] = BandSetting(_KIND_NAMES[int(kinds[slot])], float(np.exp(p[0, j])),
-                                float(p[1, j]), float(np.exp(p[2, j])))
+    out: list[BandSetting | None] = [None] * len(prob.specs)
+    lnf, g, lnq = (row.tolist() for row in p.reshape(3, -1))
+    for j, slot in enumerate(idx.tolist()):
+        out[slot] = BandSetting(_KIND_NAMES[int(kinds[slot])], math.exp(lnf[j]), g[j],
+                                math.exp(lnq[j]))
+    for i, b in enumerate(out):
+        if b is None:
+            out[i] = BandSetting("off", math.exp(float(prob.lo[0, i])), 0.0, 0.7071)
     if sort_interchangeable:
-        out = _sort_interchangeable(prob.specs, out)
+        out = _sort_interchangeable(prob.geo.groups, out)
     return out
 
 
@@ -347,16 +534,11 @@ def _spec_key(s: BandSpec):
     return (s.types, s.freq_hz, s.gain_db, s.q, s.fixed_freq_hz, s.fixed_q, s.slopes_db_oct)
 
 
-def _sort_interchangeable(specs: Sequence[BandSpec], out: list[BandSetting]) -> list[BandSetting]:
-    """Within groups of identical band specs, order settings by frequency (offs last), so a cold
-    fit reads left to right on the plugin's display."""
-    groups: dict[Any, list[int]] = {}
-    for i, s in enumerate(specs):
-        groups.setdefault(_spec_key(s), []).append(i)
+def _sort_interchangeable(groups: list[list[int]], out: list[BandSetting]) -> list[BandSetting]:
+    """Within groups of identical band specs (`_Geometry.groups`), order settings by frequency
+    (offs last), so a cold fit reads left to right on the plugin's display."""
     res = list(out)
-    for slots in groups.values():
-        if len(slots) < 2:
-            continue
+    for slots in groups:
         chosen = sorted((out[i] for i in slots), key=lambda b: (b.type == "off", b.freq_hz))
         for i, b in zip(slots, chosen):
             res[i] = b
@@ -369,59 +551,59 @@ def _fit_greedy(prob: _Problem, usable: list[int]) -> list[BandSetting]:
     params: list[list[float]] = []
     free_slots = list(usable)
     t = prob.target
-    mid = float(np.median(t))
+    srt = np.sort(t)
+    mid = 0.5 * float(srt[(t.size - 1) // 2] + srt[t.size // 2])  # the median
+    fk = prob.kinds
 
     def place(slot: int, kind: int, f: float, g: float, q: float) -> None:
         kinds[slot] = kind
         placed.append(slot)
         free_slots.remove(slot)
-        lnf = float(np.clip(np.log(f), prob.lo[0, slot], prob.hi[0, slot]))
-        gg = float(np.clip(g, prob.lo[1, slot], prob.hi[1, slot]))
-        params.append([lnf, gg, np.log(_initial_q(prob, slot, q))])
+        lnf = min(max(math.log(f), prob.lo[0, slot]), prob.hi[0, slot])
+        gg = min(max(g, prob.lo[1, slot]), prob.hi[1, slot])
+        lnq = min(max(math.log(q), prob.lo[2, slot]), prob.hi[2, slot])
+        params.append([float(lnf), float(gg), float(lnq)])
 
     def current() -> tuple[np.ndarray, np.ndarray]:
         idx = np.array(placed, dtype=int)
         return idx, np.array(params, dtype=np.float64).T.reshape(3, len(placed))
 
     # 1. shelves for the band ends, when offered (lowest slot for the low shelf, highest for high)
-    lows = [i for i in free_slots if KIND_LOW_SHELF in _fit_kinds(prob.specs[i])]
+    lows = [i for i in free_slots if KIND_LOW_SHELF in fk[i]]
     if lows:
         s = min(lows, key=lambda i: (len(prob.specs[i].types), i))
-        place(s, KIND_LOW_SHELF, 150.0, float(np.mean(t[prob.freqs < 60.0])) - mid, 0.7071)
-    highs = [i for i in free_slots if KIND_HIGH_SHELF in _fit_kinds(prob.specs[i])]
+        place(s, KIND_LOW_SHELF, 150.0, float(np.mean(t[prob.geo.end_lo])) - mid, 0.7071)
+    highs = [i for i in free_slots if KIND_HIGH_SHELF in fk[i]]
     if highs:
         s = min(highs, key=lambda i: (len(prob.specs[i].types), -i))
-        place(s, KIND_HIGH_SHELF, 6000.0, float(np.mean(t[prob.freqs > 12000.0])) - mid, 0.7071)
+        place(s, KIND_HIGH_SHELF, 6000.0, float(np.mean(t[prob.geo.end_hi])) - mid, 0.7071)
+    pred = np.zeros_like(t)
     if placed:
         idx, p = current()
-        p = _lm(prob, kinds, idx, p, max_iter=STAGE_ITERS, rtol=1e-3)
+        p, pred, _ = _lm(_Model(prob, kinds, idx), p, max_iter=STAGE_ITERS, rtol=STAGE_RTOL)
         params[:] = p.T.tolist()
 
     # 2. bells (or whatever kind a slot offers) at the largest residual, re-optimising all
     while free_slots:
-        idx, p = current()
-        if placed:
-            _, pred, _ = _residual(prob, _Placed(prob, kinds, idx), p, want_jac=False)
-            resid = t - pred
-        else:
-            resid = t.copy()
-        rms = float(np.sqrt(np.sum((prob.sw * resid) ** 2)))
+        resid = t - pred
+        wr = prob.sw * resid
+        rms = math.sqrt(float(wr @ wr))
         if rms < STOP_RMS_DB:
             break
         i = int(np.argmax(np.abs(resid)))
         lnf = float(np.log(prob.freqs[i]))
         slot = min(free_slots, key=lambda s: (_slot_distance(prob, s, lnf),
-                                               KIND_BELL not in _fit_kinds(prob.specs[s]), s))
-        ks = _fit_kinds(prob.specs[slot])
+                                               KIND_BELL not in fk[s], s))
+        ks = fk[slot]
         kind = KIND_BELL if KIND_BELL in ks else ks[0]
-        f = float(np.exp(np.clip(lnf, prob.lo[0, slot], prob.hi[0, slot])))
+        f = math.exp(min(max(lnf, prob.lo[0, slot]), prob.hi[0, slot]))
         place(slot, kind, f, float(resid[i]), _peak_width_q(prob, resid, i))
         idx, p = current()
-        p = _lm(prob, kinds, idx, p, max_iter=STAGE_ITERS, rtol=1e-3)
+        p, pred, _ = _lm(_Model(prob, kinds, idx), p, max_iter=STAGE_ITERS, rtol=STAGE_RTOL)
         params[:] = p.T.tolist()
 
     idx, p = current()
-    p = _lm(prob, kinds, idx, p, max_iter=FINAL_ITERS, rtol=FINAL_RTOL)
+    p, _, _ = _lm(_Model(prob, kinds, idx), p, max_iter=FINAL_ITERS, rtol=FINAL_RTOL)
     return _settings(prob, kinds, idx, p, sort_interchangeable=True)
 
 
@@ -438,7 +620,8 @@ def _fit_warm(prob: _Problem, previous: Fit) -> list[BandSetting]:
     idx = np.array(placed, dtype=int)
     p = np.array(cols, dtype=np.float64).T.reshape(3, len(placed))
     p = np.clip(p, prob.lo[:, idx], prob.hi[:, idx])
-    p = _lm(prob, kinds, idx, p, max_iter=WARM_ITERS, rtol=FINAL_RTOL, anchor=p.copy())
+    p, _, _ = _lm(_Model(prob, kinds, idx, anchor=p.copy()), p, max_iter=WARM_ITERS,
+                  rtol=WARM_RTOL, lam=WARM_LAM0)
     return _settings(prob, kinds, idx, p, sort_interchangeable=False)
 
 
@@ -465,7 +648,7 @@ def _fit_graphic(prob: _Problem, usable: list[int]) -> list[BandSetting]:
     idx = np.array(usable, dtype=int)
     kinds = np.full(len(prob.specs), -1)
     for i in usable:
-        ks = _fit_kinds(prob.specs[i])
+        ks = prob.kinds[i]
         kinds[i] = KIND_BELL if KIND_BELL in ks else ks[0]
     f = np.exp(prob.lo[0, idx])
     q = np.exp(prob.lo[2, idx])
