@@ -6,7 +6,14 @@ Rows: our cold fit, our warm refit (target changed by 2%, started from the cold 
 baseline (8 bells at fixed ERB-spaced centres set to the target there, Q 1.4) and AutoEq's PEQ
 optimiser (autoeq==4.1.2) with the same filters, when it is importable.
 Errors are ERB-weighted RMS dB (bridge.fit.weighted_rms_db) at the 40 centres and on a dense
-1000-point ERB grid. Run: python bench/fit_quality.py [--limit N]
+1000-point ERB grid.
+
+Then the same curves on EVERY shipped mapping (mappings/*.yaml, each at its own sample rate):
+median/p95 error and median/p99 cold-fit time per mapping. And a smoothness check: a target swept
+slowly from one word's curve to another's, (1-t) A + t B over 50 steps, each step warm-started
+from the previous fit; reported is the largest per-step move of any band's frequency in octaves
+(a band jumping across the spectrum would show as several octaves) and the warm-step times.
+Run: python bench/fit_quality.py [--limit N] [--no-autoeq] [--no-mappings] [--no-sweep]
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from bridge.bands import BandSetting, BandSpec  # noqa: E402
 from bridge.erb import FREQS_HZ, erb_grid  # noqa: E402
 from bridge.filters import response_db  # noqa: E402
 from bridge.fit import DENSE_POINTS, fit_curve, interpolate_curve, weighted_rms_db  # noqa: E402
+from bridge.mapping import list_mappings, load_mapping  # noqa: E402
 
 FS = 48000.0
 GAIN, Q, FREQ = (-15.0, 15.0), (0.18, 6.0), (20.0, 20000.0)
@@ -47,11 +55,89 @@ def load_curves(limit: int | None) -> list[np.ndarray]:
     return out[:limit] if limit else out
 
 
-def errors(bands, target) -> tuple[float, float]:
+def errors(bands, target, fs: float = FS) -> tuple[float, float]:
     """(RMS at the 40 centres, RMS on the dense 1000-point grid), ERB-weighted."""
-    at_c = weighted_rms_db(response_db(bands, FREQS_HZ, FS) - target, FREQS_HZ)
-    dense = weighted_rms_db(response_db(bands, DENSE, FS) - interpolate_curve(target, DENSE), DENSE)
+    at_c = weighted_rms_db(response_db(bands, FREQS_HZ, fs) - target, FREQS_HZ)
+    dense = weighted_rms_db(response_db(bands, DENSE, fs) - interpolate_curve(target, DENSE), DENSE)
     return at_c, dense
+
+
+def other_load() -> str:
+    """What else was running: the load average and the busiest other processes (Linux /proc)."""
+    try:
+        load = Path("/proc/loadavg").read_text().split()[:3]
+    except OSError:
+        return "load unknown"
+    busy = []
+    try:
+        import subprocess
+        out = subprocess.run(["ps", "-eo", "pcpu,args", "--sort=-pcpu", "--no-headers"],
+                             capture_output=True, text=True, timeout=5).stdout.splitlines()
+        me = " ".join(sys.argv)
+        for line in out:
+            pc, _, cmd = line.strip().partition(" ")
+            if float(pc) >= 1.0 and "fit_quality" not in cmd and me not in cmd:
+                busy.append(f"{cmd.strip()[:60]} ({pc}% cpu)")
+            if len(busy) == 4:
+                break
+    except Exception:  # noqa: BLE001 - ps missing: report the load only
+        pass
+    return f"load average {' '.join(load)}; other busy processes: {'; '.join(busy) or 'none'}"
+
+
+def mapping_rows(curves: list[np.ndarray]) -> list[str]:
+    """Cold fits of every curve on every shipped mapping: error and time per mapping."""
+    out = [f"{'mapping':<22} {'bands':>5} {'med@40':>8} {'p95@40':>8} {'med@1k':>8} "
+           f"{'p95@1k':>8} {'med ms':>9} {'p99 ms':>9}"]
+    for name in list_mappings():
+        m = load_mapping(name)
+        fs = float(getattr(m, "sample_rate", None) or FS)
+        fit_curve(curves[0], m)  # caches
+        ec, ed, tt = [], [], []
+        for target in curves:
+            t0 = time.perf_counter()
+            fit = fit_curve(target, m)
+            tt.append((time.perf_counter() - t0) * 1e3)
+            c, d = errors(fit.bands, target, fs)
+            ec.append(c)
+            ed.append(d)
+        out.append(summarise(name, ec, ed, tt).replace(f"{name:<22}", f"{name:<22} {len(m.bands):>5}", 1))
+    return out
+
+
+SWEEP_STEPS = 50
+
+
+def sweep(curves: list[np.ndarray], pairs: int = 20) -> list[str]:
+    """Warm-started fits along (1-t) A + t B; the largest per-step band frequency move."""
+    rng = np.random.default_rng(0)
+    worst, worst_pair, moves, times, errs = 0.0, None, [], [], []
+    for _ in range(pairs):
+        ia, ib = rng.choice(len(curves), size=2, replace=False)
+        a, b = curves[ia], curves[ib]
+        prev = fit_curve(a, SPECS, sample_rate=FS)
+        for step in range(1, SWEEP_STEPS + 1):
+            t = step / SWEEP_STEPS
+            target = (1 - t) * a + t * b
+            t0 = time.perf_counter()
+            fit = fit_curve(target, SPECS, previous=prev, sample_rate=FS)
+            times.append((time.perf_counter() - t0) * 1e3)
+            errs.append(fit.rms_error_db)
+            for x, y in zip(prev.bands, fit.bands):
+                if x.type != "off" and y.type != "off":
+                    mv = abs(np.log2(y.freq_hz / x.freq_hz))
+                    moves.append(mv)
+                    if mv > worst:
+                        worst, worst_pair = mv, (int(ia), int(ib), step)
+            prev = fit
+    mv, e = np.array(moves), np.array(errs)
+    return [f"sweep: {pairs} word pairs x {SWEEP_STEPS} steps, each warm-started from the previous "
+            f"step ({len(times)} fits, 8-band set)",
+            f"  band frequency move per step: median {np.median(mv):.4f} oct, p99 "
+            f"{np.percentile(mv, 99):.3f} oct, max {worst:.3f} oct (pair {worst_pair})",
+            f"  RMS error along the sweeps: median {np.median(e):.3f} dB, p95 "
+            f"{np.percentile(e, 95):.3f} dB; warm step time median {np.median(times):.2f} ms, "
+            f"p99 {np.percentile(times, 99):.2f} ms"]
 
 
 def naive(target) -> list[BandSetting]:
@@ -95,9 +181,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=None, help="only the first N curves")
     ap.add_argument("--no-autoeq", action="store_true", help="skip the (slow) AutoEq row")
+    ap.add_argument("--no-mappings", action="store_true", help="skip the per-mapping table")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the smoothness sweep")
     args = ap.parse_args(argv)
     curves = load_curves(args.limit)
     fit_curve(curves[0], SPECS)  # warm caches / imports before timing
+    from bridge.fit import fit_backend
+    print(f"fitter path: {fit_backend()}; {other_load()}")
 
     rows: dict[str, tuple[list, list, list]] = {k: ([], [], []) for k in
                                                 ("ours, cold", "ours, warm refit 2%", "naive 8 bells",
@@ -148,6 +238,17 @@ def main(argv=None) -> int:
           f"{'ok' if np.percentile(cold_t, 99) <= 10 else 'MISSED'}; "
           f"warm p99 <= 2 ms: {np.percentile(warm_t, 99):.2f} "
           f"{'ok' if np.percentile(warm_t, 99) <= 2 else 'MISSED'}")
+    if not args.no_mappings:
+        print()
+        print(f"every shipped mapping, cold fits of the same {len(curves)} curves "
+              "(ERB-weighted RMS error, dB; each mapping at its own sample rate)")
+        for line in mapping_rows(curves):
+            print(line)
+    if not args.no_sweep:
+        print()
+        for line in sweep(curves):
+            print(line)
+    print(f"after the run: {other_load()}")
     return 0
 
 

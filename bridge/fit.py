@@ -44,13 +44,13 @@ Q_HOME = 1.0  # bells
 SHELF_Q_HOME = 0.7071  # shelves: the Butterworth-like shape, no bump or dip beside the shelf
 CANCEL_PULL = 0.02  # per dB of the smaller gain of an opposite-sign bell pair at the same freq
 CANCEL_WIDTH = np.log(2.0) / 2.0  # half an octave (in ln f): how close two bells must be
-CROSS_PULL = 0.05  # per unit of ln f by which a low shelf sits above a high shelf (crossed)
-CROSS_MARGIN = 0.0
+CROSS_PULL = 0.5  # per unit of ln f by which a low shelf is less than an octave below a high one
+CROSS_MARGIN = np.log(2.0)
 _CANCEL_REACH = 5.0 * CANCEL_WIDTH
 
 # Warm start: pull toward the previous fit per unit of (ln f, gain dB, ln Q), so a small target
 # change cannot slide a band along a flat valley of the cost (no band jumping).
-WARM_PULL = np.array([0.1, 0.005, 0.03])
+WARM_PULL = np.array([0.3, 0.005, 0.05])
 STAGE_ITERS = 3  # LM iterations after each greedy addition (the final polish converges)
 FINAL_ITERS = 12
 WARM_ITERS = 5
@@ -59,7 +59,7 @@ STAGE_RTOL = 1e-3
 WARM_RTOL = 1e-3
 LAM0 = 1.0  # initial LM damping (tuned: fewer rejected first steps)
 WARM_LAM0 = 0.03
-STOP_RMS_DB = 0.01  # greedy stops adding bands once the weighted RMS error is below this
+STOP_RMS_DB = 0.03  # greedy stops adding bands once the weighted RMS error is below this
 
 
 @dataclass(frozen=True, eq=False)
@@ -465,6 +465,11 @@ def _resolve(bands: Any, sample_rate: float | None, mapping_name: str):
         if not isinstance(s, BandSpec):
             raise TypeError(f"bands must be BandSpec values, got {type(s).__name__}")
     return specs, name, float(sr) if sr is not None else 48000.0
+
+
+def fit_backend() -> str:
+    """Which implementation of the LM inner loop runs (for benchmarks): pure numpy."""
+    return "numpy"
 
 
 def fit_curve(target_db: np.ndarray | Sequence[float], bands: Any, *,
