@@ -101,7 +101,8 @@ def mapping_rows(curves: list[np.ndarray]) -> list[str]:
             c, d = errors(fit.bands, target, fs)
             ec.append(c)
             ed.append(d)
-        out.append(summarise(name, ec, ed, tt).replace(f"{name:<22}", f"{name:<22} {len(m.bands):>5}", 1))
+        row = summarise(name, ec, ed, tt)
+        out.append(f"{name:<22} {len(m.bands):>5}" + row[22:])
     return out
 
 

@@ -7,14 +7,23 @@ linearly interpolated in ERB-rate onto that grid.
 
 Method (parametric bands): greedy placement, one filter at a time at the largest residual, with
 shelves taken first for the band ends when the plugin offers them; after each addition every
-placed filter is re-optimised by a small projected Levenberg-Marquardt loop (Levenberg 1944,
-Marquardt 1963; Nocedal & Wright, "Numerical Optimization", sec. 10.3) on the closed-form Jacobian
-of `bridge.filters.peq_db_and_grad`, in parameters (ln f, gain dB, ln Q) with box bounds. A few
-weak penalty rows keep the answer musical: gains pulled toward 0, Q toward 1, and pairs of bells at
-nearly the same frequency with opposite gains (which cancel each other) discouraged.
+placed filter is re-optimised by a few steps of a small projected Levenberg-Marquardt loop
+(Levenberg 1944, Marquardt 1963; Nielsen's damping update; Nocedal & Wright, "Numerical
+Optimization", sec. 10.3), then a short final polish. Parameters are (ln f, gain dB, ln Q) with box
+bounds; the Jacobian is closed-form (the RBJ magnitudes of `bridge.filters` in the warped-ratio
+form y = tan^2(w/2) / tan^2(w0/2), see `_Model.cost`), formed only for kept steps, and the normal
+equations are a (3k x 3k) Cholesky solve. A few weak penalties keep the answer musical: gains
+pulled toward 0, Q toward 1 (bells) or 0.707 (shelves), pairs of bells at nearly the same
+frequency with opposite gains (which cancel each other) discouraged, and a low shelf kept at least
+an octave below a high shelf (otherwise a high shelf at 300 Hz plus a bell at 20 Hz is a cheap way
+to fake a broadband gain).
 Graphic EQs (every band at a fixed frequency) are a bounded least-squares problem in the gains
-alone. A warm start (`previous`) skips the greedy phase so a slowly moving target moves the knobs
-smoothly.
+alone. A warm start (`previous`) skips the greedy phase and runs a few LM steps from the previous
+parameters, pulled toward them, so a slowly moving target moves the knobs smoothly.
+
+Speed (bench/fit_quality.py, 8 bands, 2-core machine): ~6 ms per cold fit, ~1 ms per warm refit in
+pure numpy; the time is numpy call overhead (about 60 small-array calls per LM step), not
+arithmetic, so fewer grid points would not help and fewer LM steps would cost accuracy.
 """
 
 from __future__ import annotations
@@ -409,7 +418,7 @@ def _lm(model: _Model, p: np.ndarray, max_iter: int, rtol: float, lam: float = N
         if not improved:
             break
         drop = cost - cost_new
-        # predicted drop of the (unclipped) damped Gauss-Newton step: -2 h.g - h.H h = h.(lam D h - g)
+        # predicted drop of the (unclipped) damped GN step: -2 h.g - h.H h = h.(lam D h - g)
         predicted = float(step @ (lam * diag * step - gc))
         rho = drop / predicted if predicted > 0 else 0.0
         lam = max(lam * max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), 1e-9)
@@ -508,7 +517,8 @@ def _make_fit(name: str, settings: Sequence[BandSetting], target: np.ndarray, sr
         pred = np.zeros(N_BANDS)
         if on:
             db = peq_db_and_grad(np.array([KIND_CODES[s.type] for s in on]),
-                                 np.array([s.freq_hz for s in on]), np.array([s.gain_db for s in on]),
+                                 np.array([s.freq_hz for s in on]),
+                                 np.array([s.gain_db for s in on]),
                                  np.array([s.q for s in on]), prob.geo.centres, want_grad=False)[0]
             pred = db.sum(axis=0)
     else:

@@ -145,3 +145,70 @@ def test_bad_target_rejected():
         fit_curve(np.zeros(39), eight_band())
     with pytest.raises(ValueError):
         fit_curve(np.full(40, np.nan), eight_band())
+
+
+def test_lm_model_gradient_matches_finite_differences():
+    # the fitter's specialised closed form (cost, J^T r) against central differences of the cost
+    from bridge.fit import _Model, _Problem
+    from bridge.filters import KIND_BELL, KIND_HIGH_SHELF, KIND_LOW_SHELF
+    specs = eight_band()
+    prob = _Problem(_word_curves(3)[2], specs, 48000.0)
+    kinds = np.array([KIND_LOW_SHELF] + [KIND_BELL] * 6 + [KIND_HIGH_SHELF])
+    idx = np.arange(8)
+    rng = np.random.default_rng(1)
+    x = np.concatenate([np.log(np.geomspace(60.0, 12000.0, 8)), rng.uniform(-8, 8, 8),
+                        np.log(rng.uniform(0.3, 3.0, 8))])
+    x[9], x[10] = 4.0, -3.0  # two opposite bells ...
+    x[1], x[2] = np.log(500.0), np.log(560.0)  # ... close together: a cancelling-pair row
+    x[0], x[7] = np.log(3000.0), np.log(2000.0)  # crossed shelves: the hinge row
+    for anchor in (None, x.reshape(3, 8) + 0.05):
+        model = _Model(prob, kinds, idx, anchor)
+        cost, state = model.cost(x)
+        _, grad = model.hess_grad(state)
+        eps = 1e-6
+        num = np.array([(model.cost(x + eps * e)[0] - model.cost(x - eps * e)[0]) / (2 * eps)
+                        for e in np.eye(x.size)]) / 2.0
+        assert np.allclose(grad, num, rtol=1e-5, atol=1e-7 * max(1.0, np.abs(num).max()))
+        # the fit rows reproduce the exact responses
+        pred = 10.0 / np.log(10.0) * state[1]
+        settings = [BandSetting(t, float(np.exp(x[i])), float(x[8 + i]), float(np.exp(x[16 + i])))
+                    for i, t in enumerate(["low_shelf"] + ["bell"] * 6 + ["high_shelf"])]
+        assert np.allclose(pred, response_db(settings, prob.freqs, 48000.0), atol=1e-9)
+
+
+def test_shelves_not_crossed_and_sorted():
+    specs = eight_band()
+    for target in _word_curves(40):
+        fit = fit_curve(target, specs)
+        ls = [b for b in fit.bands if b.type == "low_shelf"]
+        hs = [b for b in fit.bands if b.type == "high_shelf"]
+        if ls and hs:
+            assert ls[0].freq_hz < hs[0].freq_hz
+
+
+def test_slow_sweep_moves_bands_smoothly():
+    # a knob turned slowly: (1-t) A + t B over 50 warm-started steps, no band jumps an octave
+    specs = eight_band()
+    curves = _word_curves(12)
+    for a, b in ((curves[0], curves[5]), (curves[3], curves[11])):
+        prev = fit_curve(a, specs)
+        for step in range(1, 51):
+            t = step / 50
+            fit = fit_curve((1 - t) * a + t * b, specs, previous=prev)
+            for x, y in zip(prev.bands, fit.bands):
+                assert x.type == y.type
+                if x.type != "off":
+                    assert abs(np.log2(y.freq_hz / x.freq_hz)) < 1.0
+            assert fit.rms_error_db < 0.5
+            prev = fit
+
+
+def test_warm_start_with_nothing_placed():
+    specs = eight_band()
+    flat = fit_curve(np.zeros(40), specs)
+    assert all(abs(b.gain_db) < 1e-6 for b in flat.bands)
+    from dataclasses import replace
+    off = replace(flat, bands=tuple(BandSetting("off", 1000.0) for _ in specs))
+    again = fit_curve(np.full(40, 0.001), specs, previous=off)
+    assert [b.type for b in again.bands] == ["off"] * 8
+    assert again.rms_error_db == pytest.approx(0.001)
