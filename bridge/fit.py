@@ -384,31 +384,31 @@ def _lm(model: _Model, p: np.ndarray, max_iter: int, rtol: float, lam: float = N
     if k == 0 or max_iter <= 0:
         return x.reshape(3, k), _DB * state[1], lam
     nu = 2.0
+    n = x.size
     for _ in range(max_iter):
         hess, grad = model.hess_grad(state)
         held = ((x <= lo) & (grad > 0)) | ((x >= hi) & (grad < 0))
-        if model.all_free and not held.any():
-            cols = None
-            hc, gc = hess, grad
-        else:
-            act = free & ~held
-            cols = np.flatnonzero(act)
-            if cols.size == 0:
+        if not model.all_free:
+            held |= ~free
+        if held.any():
+            # hold those parameters: their rows/columns become identity, their gradient 0
+            if held.all():
                 break
-            hc, gc = hess[np.ix_(cols, cols)], grad[cols]
+            keep = (~held).astype(np.float64)
+            hc = hess * np.outer(keep, keep)
+            hc.flat[::n + 1] += held
+            gc = grad * keep
+        else:
+            hc, gc = hess, grad
         diag = hc.diagonal() + 1e-9
         improved = False
         while lam < 1e8:
             m = hc.copy()
-            m.flat[::m.shape[0] + 1] += lam * diag
+            m.flat[::n + 1] += lam * diag
             _, step, info = _dposv(m, -gc)
             if info != 0:  # not positive definite (cannot happen with lam > 0, but be safe)
                 step = np.linalg.lstsq(m, -gc, rcond=None)[0]
-            if cols is None:
-                x_new = np.minimum(np.maximum(x + step, lo), hi)
-            else:
-                x_new = x.copy()
-                x_new[cols] = np.minimum(np.maximum(x[cols] + step, lo[cols]), hi[cols])
+            x_new = np.minimum(np.maximum(x + step, lo), hi)
             cost_new, state_new = model.cost(x_new)
             if cost_new < cost:
                 improved = True
