@@ -237,6 +237,8 @@ class _Structure:
         self.c1 = float(self.w1 @ self.h1 ** 2)
         bells = np.flatnonzero(bell).tolist()
         self.pairs = [(i, j) for n, i in enumerate(bells) for j in bells[n + 1:]]
+        self.pair_i = np.array([i for i, _ in self.pairs], dtype=int)
+        self.pair_j = np.array([j for _, j in self.pairs], dtype=int)
         self.cross = [(i, j) for i in np.flatnonzero(low).tolist()
                       for j in np.flatnonzero(high).tolist()]
 
@@ -315,7 +317,14 @@ class _Model:
         st, k = self.st, self.k
         xl = x.tolist()
         rows = []
-        for i, j in st.pairs:
+        pairs = st.pairs
+        if len(pairs) > 28:  # many bells: find the few candidate pairs with numpy first
+            pi, pj = st.pair_i, st.pair_j
+            g = x[k:2 * k]
+            d = x[pi] - x[pj]
+            cand = np.flatnonzero((g[pi] * g[pj] < 0.0) & (np.abs(d) < _CANCEL_REACH))
+            pairs = [pairs[n] for n in cand.tolist()]
+        for i, j in pairs:
             gi, gj = xl[k + i], xl[k + j]
             d = xl[i] - xl[j]
             # beyond 5 widths a row is < 4e-6 * CANCEL_PULL * gain: left out (cost change < 1e-12)
