@@ -128,7 +128,8 @@ class _Geometry:
         self.tan2 = np.tan(self.grid.half) ** 2
         self.sw = np.sqrt(erb_weights(self.freqs))
         self.interp_x = erb_rate(self.freqs)
-        self.centres = PeqGrid(FREQS_HZ, sample_rate)
+        self.centres_tan2 = np.tan(np.pi * FREQS_HZ / sample_rate) ** 2
+        self.ln_f_range = (math.log(2.0), math.log(0.4999 * sample_rate))  # as response_db clamps
         self.specs = specs
         self.structures: dict[tuple, _Structure] = {}
         self.kinds = [_fit_kinds(s) for s in specs]
@@ -307,6 +308,17 @@ class _Model:
             cost += sum(r * r for r, _ in rows)
         return cost, (x, s, rf, abc, half0, y, p, cy, xx, dx, rows)
 
+    def db_at(self, x: np.ndarray, tan2: np.ndarray) -> np.ndarray:
+        """Summed dB response of the bands at x on another grid (tan^2(w/2) of its points)."""
+        st, k = self.st, self.k
+        e = np.exp(st.emat @ x + st.ebias)
+        abc = e[:6 * k].reshape(3, 2, k, 1)
+        t0 = np.tan(e[6 * k:])
+        y = tan2 / (t0 * t0)[:, None]
+        p = abc[0] - abc[1] * y
+        xx = p * p + abc[2] * y
+        return _DB * np.log(xx[0] / xx[1]).sum(axis=0)
+
     def _rows(self, x: np.ndarray) -> list:
         """The nonzero penalty rows at x: (value, [(param index, d value / d param), ...]).
 
@@ -396,10 +408,11 @@ def _lm(model: _Model, p: np.ndarray, max_iter: int, rtol: float, lam: float = N
     n = x.size
     for _ in range(max_iter):
         hess, grad = model.hess_grad(state)
-        held = ((x <= lo) & (grad > 0)) | ((x >= hi) & (grad < 0))
-        if not model.all_free:
-            held |= ~free
-        if held.any():
+        if model.all_free and ((x - lo) * (hi - x)).min() > 0.0:
+            held = None  # nothing on a bound (the common case, in 4 array calls)
+        else:
+            held = ((x <= lo) & (grad > 0)) | ((x >= hi) & (grad < 0)) | ~free
+        if held is not None and held.any():
             # hold those parameters: their rows/columns become identity, their gradient 0
             if held.all():
                 break
@@ -522,14 +535,14 @@ def _make_fit(name: str, settings: Sequence[BandSetting], target: np.ndarray, sr
               prob: _Problem | None = None) -> Fit:
     on = [s for s in settings if s.type != "off"]
     if prob is not None and all(s.type in KIND_CODES for s in on):
-        # bells and shelves only: one batched evaluation (same closed form as response_db)
+        # bells and shelves only: the fitter's closed form at the centres (same as response_db)
         pred = np.zeros(N_BANDS)
         if on:
-            db = peq_db_and_grad(np.array([KIND_CODES[s.type] for s in on]),
-                                 np.array([s.freq_hz for s in on]),
-                                 np.array([s.gain_db for s in on]),
-                                 np.array([s.q for s in on]), prob.geo.centres, want_grad=False)[0]
-            pred = db.sum(axis=0)
+            lo_f, hi_f = prob.geo.ln_f_range
+            x = np.array([min(max(math.log(s.freq_hz), lo_f), hi_f) for s in on]
+                         + [s.gain_db for s in on] + [math.log(s.q) for s in on])
+            kinds = np.array([KIND_CODES[s.type] for s in on])
+            pred = _Model(prob, kinds, np.arange(len(on))).db_at(x, prob.geo.centres_tan2)
     else:
         pred = response_db(settings, FREQS_HZ, sr)
     err = pred - target
