@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -83,6 +84,37 @@ def other_load() -> str:
     except Exception:  # noqa: BLE001 - ps missing: report the load only
         pass
     return f"load average {' '.join(load)}; other busy processes: {'; '.join(busy) or 'none'}"
+
+
+class OtherCpu:
+    """CPU the rest of the machine used while a section ran: (all busy time in /proc/stat - this
+    process's CPU time) / wall time, in cores. Linux only; None elsewhere."""
+
+    def __init__(self):
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample():
+        try:
+            f = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        busy = (sum(f) - f[3] - (f[4] if len(f) > 4 else 0)) / tick  # minus idle and iowait
+        t = os.times()
+        return time.perf_counter(), busy, t.user + t.system
+
+    def cores(self) -> float | None:
+        end = self._sample()
+        if self.start is None or end is None:
+            return None
+        wall = end[0] - self.start[0]
+        return max((end[1] - self.start[1]) - (end[2] - self.start[2]), 0.0) / max(wall, 1e-9)
+
+    def text(self) -> str:
+        c = self.cores()
+        return "other processes' CPU unknown" if c is None else \
+            f"other processes used {c:.2f} of {os.cpu_count()} cores meanwhile"
 
 
 def mapping_rows(curves: list[np.ndarray]) -> list[str]:
@@ -190,6 +222,7 @@ def main(argv=None) -> int:
     from bridge.fit import fit_backend
     print(f"fitter path: {fit_backend()}; {other_load()}")
 
+    other = OtherCpu()
     rows: dict[str, tuple[list, list, list]] = {k: ([], [], []) for k in
                                                 ("ours, cold", "ours, warm refit 2%", "naive 8 bells",
                                                  "AutoEq 4.1.2")}
@@ -239,16 +272,21 @@ def main(argv=None) -> int:
           f"{'ok' if np.percentile(cold_t, 99) <= 10 else 'MISSED'}; "
           f"warm p99 <= 2 ms: {np.percentile(warm_t, 99):.2f} "
           f"{'ok' if np.percentile(warm_t, 99) <= 2 else 'MISSED'}")
+    print(f"({other.text()})")
     if not args.no_mappings:
         print()
         print(f"every shipped mapping, cold fits of the same {len(curves)} curves "
               "(ERB-weighted RMS error, dB; each mapping at its own sample rate)")
+        other = OtherCpu()
         for line in mapping_rows(curves):
             print(line)
+        print(f"({other.text()})")
     if not args.no_sweep:
         print()
+        other = OtherCpu()
         for line in sweep(curves):
             print(line)
+        print(f"({other.text()})")
     print(f"after the run: {other_load()}")
     return 0
 
