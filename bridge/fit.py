@@ -51,6 +51,7 @@ GAIN_PULL = 0.002  # per dB of gain
 Q_PULL = 0.004  # per unit of ln(Q / Q_HOME)
 Q_HOME = 1.0  # bells
 SHELF_Q_HOME = 0.7071  # shelves: the Butterworth-like shape, no bump or dip beside the shelf
+SHELF_Q_PULL = 0.05  # shelves: stronger (Q 0.4-1.3 instead of 0.2-1.8 on word curves, +0.002 dB)
 CANCEL_PULL = 0.02  # per dB of the smaller gain of an opposite-sign bell pair at the same freq
 CANCEL_WIDTH = np.log(2.0) / 2.0  # half an octave (in ln f): how close two bells must be
 CROSS_PULL = 0.5  # per unit of ln f by which a low shelf is less than an octave below a high one
@@ -232,7 +233,8 @@ class _Structure:
         self.all_free = bool(self.free.all())
         qfree = geo.free[2, idx].astype(np.float64)
         # base quadratic pulls: gain toward 0 and ln Q toward its home (where Q is free)
-        self.w1 = np.concatenate([np.zeros(k), np.full(k, GAIN_PULL ** 2), Q_PULL ** 2 * qfree])
+        q_pull = np.where(bell, Q_PULL, SHELF_Q_PULL) ** 2 * qfree
+        self.w1 = np.concatenate([np.zeros(k), np.full(k, GAIN_PULL ** 2), q_pull])
         self.h1 = np.concatenate([np.zeros(2 * k),
                                   np.log(np.where(bell, Q_HOME, SHELF_Q_HOME))])
         self.c1 = float(self.w1 @ self.h1 ** 2)
