@@ -20,6 +20,7 @@ import queue
 import tempfile
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -68,6 +69,7 @@ class Daemon:
         self.queue: queue.Queue[Event] = queue.Queue(maxsize=QUEUE_LIMIT)
         self.dropped = 0
         self.renders = 0
+        self.latency_ms: deque[float] = deque(maxlen=2000)  # input received -> EQ values handed out
         self.osc: OscServer | None = None
         self.midi: Any = None
         self.outputs: dict[tuple, OutputTarget] = {}
@@ -228,6 +230,9 @@ class Daemon:
         if changed:
             try:
                 self.render()
+                t_in = max((e.t_in for e in batch), default=0.0)
+                if t_in:
+                    self.latency_ms.append((time.perf_counter() - t_in) * 1000.0)
             except (EqBridgeError, ValueError) as exc:
                 log.warning("render failed: %s", exc)
                 for r in replies:
@@ -358,6 +363,7 @@ class Daemon:
             "osc": {"host": self.cfg.osc_host, "port": self.osc.port if self.osc else self.cfg.osc_port,
                     **(self.osc.counters.to_json() if self.osc else {})},
             "queue": {"waiting": self.queue.qsize(), "dropped": self.dropped, "renders": self.renders},
+            "latency_ms": _percentiles(self.latency_ms),
             "model": "loaded" if self.curves is not None else (self.model_error or "none"),
             "fit": self.fit_curve is not None,
             "target": None if act is None else {
@@ -406,6 +412,14 @@ class Daemon:
             os.replace(tmp, p)
         except OSError as exc:
             log.warning("could not save state to %s: %s", p, exc)
+
+
+def _percentiles(xs: deque) -> dict | None:
+    if not xs:
+        return None
+    a = np.fromiter(xs, dtype=np.float64)
+    return {"p50": round(float(np.percentile(a, 50)), 3), "p99": round(float(np.percentile(a, 99)), 3),
+            "n": int(a.size)}
 
 
 def flat_curve() -> np.ndarray:

@@ -125,6 +125,7 @@ class MidiInput:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._backend: Any = None
+        self._lister: Any = None
 
     def backend(self) -> Any:
         if self._backend is None:
@@ -141,16 +142,41 @@ class MidiInput:
         except Exception:  # a callback must never raise into rtmidi
             log.exception("MIDI message %s could not be handled", msg)
 
+    def _list_names(self) -> list[str]:
+        """Input port names, from one long-lived rtmidi client when the backend is rtmidi.
+
+        mido's get_input_names() opens and closes a new client per call; under JACK that holds the
+        GIL for tens of milliseconds and disturbs MIDI delivery, so polling uses a lister client
+        and mido's own names are asked for only when a matching port appears."""
+        name = self.backend_name or "mido.backends.rtmidi"
+        if self._lister is None and name.startswith("mido.backends.rtmidi"):
+            import rtmidi
+            api_name = name.partition("/")[2]
+            api = getattr(rtmidi, f"API_{api_name}", rtmidi.API_UNSPECIFIED) if api_name else rtmidi.API_UNSPECIFIED
+            self._lister = rtmidi.MidiIn(api, name="eqbridge-ports")
+        if self._lister is not None:
+            return list(self._lister.get_ports())
+        return list(self.backend().get_input_names())
+
     def poll(self) -> None:
         """One look at the port list: open a matching port, or close one that went away."""
+        try:
+            listed = self._list_names()
+        except Exception as exc:
+            log.debug("MIDI backend unavailable: %s", exc)
+            listed = []
+        sub = self.port_substring.lower()
+        if self.port is not None and not any(self.port_name == n or self.port_name in n or n in self.port_name
+                                             for n in listed):
+            log.warning("MIDI in: %r went away; waiting for it to come back", self.port_name)
+            self._close_port()
+        if self.port is not None or not any(sub in n.lower() for n in listed):
+            return
         try:
             names = self.backend().get_input_names()
         except Exception as exc:
             log.debug("MIDI backend unavailable: %s", exc)
             names = []
-        if self.port is not None and self.port_name not in names:
-            log.warning("MIDI in: %r went away; waiting for it to come back", self.port_name)
-            self._close_port()
         if self.port is None:
             for name in names:
                 if self.port_substring.lower() in name.lower():
@@ -186,6 +212,9 @@ class MidiInput:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._close_port()
+        if self._lister is not None:
+            self._lister.delete()
+            self._lister = None
 
     def describe(self) -> str:
         state = f"connected to {self.port_name!r}" if self.port_name else "waiting for the device"

@@ -23,6 +23,9 @@ class OutputTarget:
     """Base class: subclasses implement `wire_value`, `_send` and optionally `_connect`/`_close`."""
 
     kind = "base"
+    inline = False
+    """True when `_send` never blocks (UDP): an isolated change is then sent on the caller's
+    thread, saving a thread hand-off (tens to hundreds of microseconds under the GIL)."""
 
     def __init__(self, *, min_interval: float = 0.0, name: str | None = None) -> None:
         self.name = name or self.kind
@@ -34,6 +37,7 @@ class OutputTarget:
         self._stop = False
         self._paused = False
         self._thread: threading.Thread | None = None
+        self._send_lock = threading.Lock()
         self.sent_messages = 0
         self.flushes = 0
         self.flush_times: deque[float] = deque(maxlen=1000)  # monotonic, for status and tests
@@ -74,8 +78,22 @@ class OutputTarget:
                 elif self._last_sent.get(key, _MISSING) != v:
                     self._pending[key] = (p, v)
                     n += 1
-            if n:
+            if not n:
+                return 0
+            now = time.monotonic()
+            if (self.inline and not self._paused and self._thread is not None
+                    and now - self._last_flush >= self.min_interval and self._send_lock.acquire(blocking=False)):
+                batch = [(p, v) for key, (p, v) in self._pending.items()
+                         if self._last_sent.get(key, _MISSING) != v]
+                self._pending = {}
+                self._last_flush = now
+            else:
                 self._cond.notify()
+                return n
+        try:
+            self._flush(batch)
+        finally:
+            self._send_lock.release()
         return n
 
     def forget(self) -> None:
@@ -132,27 +150,34 @@ class OutputTarget:
                         self._cond.wait()
                 if self._stop:
                     return
-                batch = [(p, v) for key, (p, v) in self._pending.items()
-                         if self._last_sent.get(key, _MISSING) != v]
-                self._pending = {}
-                self._last_flush = time.monotonic()
-            if not batch:
-                continue
-            try:
-                self.sent_messages += self._send(batch)
-                self.flushes += 1
-                self.flush_times.append(self._last_flush)
+            # send lock first, then take the batch: an inline flush can never overtake an older batch
+            with self._send_lock:
                 with self._cond:
-                    for p, v in batch:
-                        self._last_sent[p.key] = v
-                self.last_error = None
-            except Exception as exc:  # the host is away: keep the values pending for later
-                self.last_error = str(exc)
-                log.warning("%s: send failed: %s", self.name, exc)
-                with self._cond:
-                    for p, v in batch:
-                        self._pending.setdefault(p.key, (p, v))
-                    self._cond.wait(max(self.min_interval, 0.5))
+                    batch = [(p, v) for key, (p, v) in self._pending.items()
+                             if self._last_sent.get(key, _MISSING) != v]
+                    self._pending = {}
+                    if batch:
+                        self._last_flush = time.monotonic()
+                self._flush(batch)
+
+    def _flush(self, batch: list[tuple[HostParam, Any]]) -> None:
+        if not batch:
+            return
+        try:
+            self.sent_messages += self._send(batch)
+            self.flushes += 1
+            self.flush_times.append(self._last_flush)
+            with self._cond:
+                for p, v in batch:
+                    self._last_sent[p.key] = v
+            self.last_error = None
+        except Exception as exc:  # the host is away: keep the values pending for a later flush
+            self.last_error = str(exc)
+            log.warning("%s: send failed: %s", self.name, exc)
+            with self._cond:
+                for p, v in batch:
+                    self._pending.setdefault(p.key, (p, v))
+                self._last_flush = time.monotonic() + max(0.5 - self.min_interval, 0.0)  # back off
 
 
 class _Missing:

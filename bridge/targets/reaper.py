@@ -30,6 +30,7 @@ def _osc_float(address: str, value: float) -> bytes:
 
 class ReaperOscTarget(OutputTarget):
     kind = "reaper"
+    inline = True
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_REAPER_PORT, *, track: int = 1,
                  fx: int = 1, min_interval: float = DEFAULT_MIN_INTERVAL, name: str | None = None) -> None:
