@@ -81,6 +81,10 @@ SPANISH_TO_ENGLISH: dict[str, str] = {
 
 _ENGLISH_STOPWORDS = frozenset({"and", "but", "the", "a", "an", "of", "with", "it", "to"})
 
+GENERIC_NOUNS = frozenset({"sound", "sounds", "sounding", "tone", "tones", "timbre", "feel", "vibe",
+                           "character", "quality", "eq", "overall", "sonido", "tono", "timbre"})
+"""Words that name the thing described, not a quality of it: "a warm tone" means "warm"."""
+
 
 @dataclass(frozen=True)
 class Term:
@@ -211,6 +215,7 @@ def parse_phrase(text: str) -> list[Term]:
             else:
                 break
         rest = [w for w in words[i:] if w not in _ENGLISH_STOPWORDS] or words[i:]
+        rest = [w for w in rest if w not in GENERIC_NOUNS] or rest
         descriptor = " ".join(rest)
         if descriptor and tuple(rest) not in MODIFIERS:
             terms.append(Term(descriptor, weight))

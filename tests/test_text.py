@@ -26,6 +26,12 @@ def test_case_and_whitespace_are_cleaned():
     assert terms("  WARM\t and   Bright ") == [("warm", 1.0), ("bright", 1.0)]
 
 
+def test_generic_nouns_drop_out():
+    assert terms("a warm tone") == [("warm", 1.0)]
+    assert terms("bright sound, less muddy eq") == [("bright", 1.0), ("muddy", -1.0)]
+    assert terms("tone") == [("tone", 1.0)]  # alone it is the only word there is
+
+
 def test_only_modifiers_gives_no_terms():
     assert parse_phrase(check_phrase("less")) == []
 
