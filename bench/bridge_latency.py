@@ -1,0 +1,262 @@
+"""Bridge latency and flood benchmark, over real loopback UDP (and JACK MIDI when available).
+
+Runs `eqbridge serve` as its own process against the stand-in REAPER peer (tests/peers.py) and
+measures, from the moment a message is sent to the moment the LAST parameter message it causes
+arrives at the stand-in REAPER:
+  - phrase in  (/eqbridge/text, distinct phrases, so neither cache helps)   target p99 <= 5 ms
+  - knob in over OSC (/eqbridge/macro/1)                                    target p99 <= 1 ms
+  - knob in over MIDI (CC 7 -> amount, through a private JACK server)       target p99 <= 1 ms
+Events are paced (the next is sent after the previous one's output has arrived and the REAPER
+target's interval has passed), so the rate limiter never delays a measured event.
+Then a flood: 10 s at 10 000 messages/s of /eqbridge/macro/1; reports the daemon's peak RSS
+(VmHWM), that it still answers, and that its final state equals the last message sent.
+
+    python bench/bridge_latency.py [--events 1000] [--flood-seconds 10] [--rate 10000] [--mapping NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from peers import JackServer, ReaperPeer, UdpPeer, build  # noqa: E402
+
+INTERVAL_MS = 10.0  # REAPER target default
+WORDS = ["warm", "bright", "muddy", "boomy", "airy", "harsh", "thin", "full", "dark", "crisp",
+         "tinny", "punchy", "smooth", "nasal", "boxy", "clear", "heavy", "soft", "sharp", "mellow"]
+MODS = ["", "a bit ", "more ", "less ", "very ", "slightly ", "much less ", "a little more ", "not so ", "really "]
+
+
+def phrases(n: int) -> list[str]:
+    out = []
+    for m1 in MODS:
+        for w1 in WORDS:
+            for m2 in MODS:
+                for w2 in WORDS:
+                    if w1 != w2:
+                        out.append(f"{m1}{w1}, {m2}{w2}")
+    rng = np.random.default_rng(5)
+    rng.shuffle(out)
+    return out[:n]
+
+
+def free_port() -> int:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    cur = peak = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            cur = int(line.split()[1]) / 1024
+        elif line.startswith("VmHWM:"):
+            peak = int(line.split()[1]) / 1024
+    return cur, peak
+
+
+class Rig:
+    def __init__(self, mapping: str, midi: str | None) -> None:
+        self.reaper = ReaperPeer()
+        self.client = UdpPeer()
+        self.port = free_port()
+        self.dest = ("127.0.0.1", self.port)
+        self.tmp = tempfile.TemporaryDirectory()
+        cfg = {"osc": {"port": self.port, "feedback": [f"127.0.0.1:{self.client.port}"]},
+               "targets": [{"name": "bench", "daw": "reaper", "port": self.reaper.port, "mapping": mapping,
+                            "min_interval_ms": INTERVAL_MS}]}
+        if midi:
+            cfg["midi"] = {"input": "eqb-bench-surface", "backend": JackServer.BACKEND,
+                           "map": [{"control": "amount", "cc": 7}]}
+        cpath = Path(self.tmp.name) / "bench.yaml"
+        import yaml
+        cpath.write_text(yaml.safe_dump(cfg))
+        env = dict(os.environ, XDG_DATA_HOME=str(Path(self.tmp.name) / "xdg"), PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(cpath),
+                                      "--log-level", "warning"], env=env, cwd=self.tmp.name,
+                                     stderr=subprocess.PIPE, text=True)
+        for _ in range(600):
+            self.client.send(self.dest, "/eqbridge/ping")
+            if self.client.wait_address("/eqbridge/pong", timeout=0.1):
+                return
+            if self.proc.poll() is not None:
+                raise SystemExit(f"eqbridge serve exited: {self.proc.stderr.read()[-2000:]}")
+        raise SystemExit("eqbridge serve did not answer pings")
+
+    def status(self) -> dict:
+        n = len(self.client.wait_address("/eqbridge/status", n=0, timeout=0))
+        self.client.send(self.dest, "/eqbridge/status")
+        return json.loads(self.client.wait_address("/eqbridge/status", n=n + 1, timeout=30)[-1].args[0])
+
+    def measure(self, send, timeout: float = 30.0) -> float | None:
+        """Send one event; wait for its /eqbridge/params reply (the daemon has submitted the output)
+        and for the REAPER peer to have received everything the daemon sent; return ms to the last."""
+        n_params = len(self.client.wait_address("/eqbridge/params", n=0, timeout=0))
+        n_reaper = self.reaper.count
+        t0 = time.perf_counter()
+        send()
+        if len(self.client.wait_address("/eqbridge/params", n=n_params + 1, timeout=timeout)) <= n_params:
+            return None  # lost on the way in (MIDI under JACK: see tests/test_midi.py)
+        # the output flushes right after the submit: wait until the REAPER peer is quiet again
+        last_n, last_change = -1, time.perf_counter()
+        while True:
+            with self.reaper.cond:
+                self.reaper.cond.wait(timeout=0.02)
+                n = self.reaper.count
+            if n != last_n:
+                last_n, last_change = n, time.perf_counter()
+            elif time.perf_counter() - last_change > 0.02:
+                break
+        new = self.reaper.received[n_reaper:] if self.reaper.keep else []
+        if not new:
+            return None
+        time.sleep(INTERVAL_MS / 1000)
+        return (new[-1].t - t0) * 1000
+
+    def close(self) -> int:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.reaper.close()
+        self.client.close()
+        return self.proc.returncode
+
+
+def pct(xs: list[float]) -> str:
+    a = np.asarray(xs)
+    return f"p50 {np.percentile(a, 50):6.3f} ms  p99 {np.percentile(a, 99):6.3f} ms  max {a.max():6.2f} ms  (n={len(a)})"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1000)
+    ap.add_argument("--flood-seconds", type=float, default=10.0)
+    ap.add_argument("--rate", type=int, default=10_000)
+    ap.add_argument("--mapping", default="reaper-reaeq")
+    ap.add_argument("--no-midi", action="store_true")
+    ap.add_argument("--only", choices=("phrase", "osc", "midi", "flood"), action="append",
+                    help="run only these stages (repeatable)")
+    a = ap.parse_args()
+
+    jack = None
+    midi_reason = "disabled (--no-midi)"
+    if not a.no_midi:
+        jack = JackServer()
+        midi_reason = jack.start()
+        if midi_reason is not None:
+            jack = None
+    rig = Rig(a.mapping, "jack" if jack else None)
+    results: dict[str, str] = {}
+    try:
+        st = rig.status()
+        print(f"daemon: model {st['model']}, fit {st['fit']}, target {st['target']['describe']}")
+        stages = set(a.only or ("phrase", "osc", "midi", "flood"))
+        rig.client.send(rig.dest, "/eqbridge/text", "warm")
+        # phrases
+        lat = []
+        for ph in (phrases(a.events) if "phrase" in stages else []):
+            ms = rig.measure(lambda: rig.client.send(rig.dest, "/eqbridge/text", ph))
+            if ms is not None:
+                lat.append(ms)
+        if lat:
+            results["phrase"] = pct(lat)
+            print(f"phrase -> last param   {results['phrase']}   target p99 <= 5 ms")
+            print(f"   inside the daemon (received -> values handed to the target): {rig.status()['latency_ms']}")
+        # OSC knob
+        lat = []
+        for i in range(a.events if "osc" in stages else 0):
+            v = 0.2 + 0.6 * ((i * 37) % 100) / 100
+            ms = rig.measure(lambda: rig.client.send(rig.dest, "/eqbridge/macro/1", v))
+            if ms is not None:
+                lat.append(ms)
+        if lat:
+            results["knob_osc"] = pct(lat)
+            print(f"OSC knob -> last param {results['knob_osc']}   target p99 <= 1 ms")
+            print(f"   inside the daemon (last 2000 events): {rig.status()['latency_ms']}")
+        # MIDI knob
+        if jack is not None and "midi" in stages:
+            import mido
+            be = mido.Backend(JackServer.BACKEND)
+            surface = be.open_output("eqb-bench-surface", virtual=True)
+            for _ in range(200):
+                if "connected" in (rig.status().get("midi") or ""):
+                    break
+                time.sleep(0.05)
+            lat = []
+            lost_in_a_row = 0
+            for i in range(a.events):
+                if lost_in_a_row >= 20:
+                    print(f"MIDI: 20 events in a row lost (jackd alive: {jack.proc.poll() is None}); stopping")
+                    break
+                val = 20 + (i * 37) % 100
+                ms = rig.measure(lambda: surface.send(mido.Message("control_change", control=7, value=val)),
+                                 timeout=2.0)
+                if ms is not None:
+                    lat.append(ms)
+                    lost_in_a_row = 0
+                else:
+                    lost_in_a_row += 1
+            surface.close()
+            results["knob_midi"] = (pct(lat) if lat else "no output") + f", lost {a.events - len(lat)}"
+            print(f"MIDI knob -> last param {results['knob_midi']}   target p99 <= 1 ms")
+        else:
+            print(f"MIDI knob: skipped ({midi_reason})")
+        if "flood" not in stages:
+            return 0
+        # flood
+        rig.reaper.keep = False
+        rig.reaper.received.clear()
+        rng = np.random.default_rng(1)
+        n_total = int(a.flood_seconds * a.rate)
+        values = np.round(rng.uniform(0, 1, n_total), 4)
+        dgrams = [build("/eqbridge/macro/1", float(v)) for v in values[:1000]]
+        sock = rig.client.sock
+        t0 = time.perf_counter()
+        peak = 0.0
+        sent = 0
+        last_value = None
+        while sent < n_total:
+            due = int((time.perf_counter() - t0) * a.rate) + 1
+            while sent < min(due, n_total):
+                v = float(values[sent])
+                sock.sendto(dgrams[sent % 1000] if sent < n_total - 1 else build("/eqbridge/macro/1", v), rig.dest)
+                last_value = float(values[sent % 1000]) if sent < n_total - 1 else v
+                sent += 1
+            if sent % 5000 == 0:
+                peak = max(peak, rss_mb(rig.proc.pid)[1])
+            time.sleep(0.0005)
+        elapsed = time.perf_counter() - t0
+        st = rig.status()
+        cur, hwm = rss_mb(rig.proc.pid)
+        final_ok = abs(st["macros"][0] - np.float32(last_value)) < 1e-6
+        print(f"flood: {sent} messages in {elapsed:.2f} s ({sent / elapsed:,.0f}/s); daemon counters "
+              f"received {st['osc']['received']} accepted {st['osc']['accepted']} queue dropped {st['queue']['dropped']}; "
+              f"renders {st['queue']['renders']}")
+        print(f"flood: final macro 1 = {st['macros'][0]:.6f}, last sent = {last_value:.6f} -> "
+              f"{'EQUAL' if final_ok else 'DIFFERENT'}; still answers: yes")
+        print(f"daemon RSS now {cur:.0f} MB, peak (VmHWM) {max(hwm, peak):.0f} MB   target <= 150 MB")
+    finally:
+        rc = rig.close()
+        if jack is not None:
+            jack.stop()
+    print(f"daemon exit code after SIGTERM: {rc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
