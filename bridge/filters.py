@@ -66,6 +66,28 @@ def octaves_from_q(q: float | np.ndarray, f0_hz: float | None = None,
     return float(bw) if bw.ndim == 0 else bw
 
 
+def q_from_proportional(q_resonator: float | np.ndarray, gain_db: float | np.ndarray) -> float | np.ndarray:
+    """RBJ Q of a proportional-Q ("variable-Q") bell whose knob sets the Q of a fixed resonator.
+
+    A conventional analog bell boosts by adding a band-pass of fixed Q0 to the dry signal, and cuts
+    with the same band-pass in the feedback path (the "conventional" design of Rane Note 101, whose
+    -3 dB bandwidth exceeds an octave at modest gain and narrows toward the nominal width at full
+    boost; the Midas XL8 manual describes the same). Matching its transfer
+    function (s^2 + s(1+k)/Q0 + 1) / (s^2 + s/Q0 + 1) to the RBJ cookbook's peaking prototype
+    (s^2 + s A/Q + 1) / (s^2 + s/(A Q) + 1) gives Q = Q0 / A for boosts and Q = Q0 A for cuts,
+    i.e. Q = Q0 * 10^(-|gain|/40): the resonator's poles (boost) or zeros (cut) stay put, and in
+    RBJ's mid-gain terms the bell widens as the gain grows.
+    """
+    q = np.asarray(q_resonator, dtype=np.float64) * 10.0 ** (-np.abs(np.asarray(gain_db, dtype=np.float64)) / 40.0)
+    return float(q) if q.ndim == 0 else q
+
+
+def proportional_from_q(q: float | np.ndarray, gain_db: float | np.ndarray) -> float | np.ndarray:
+    """The resonator Q a proportional-Q plugin shows for an RBJ Q (inverse of q_from_proportional)."""
+    q0 = np.asarray(q, dtype=np.float64) * 10.0 ** (np.abs(np.asarray(gain_db, dtype=np.float64)) / 40.0)
+    return float(q0) if q0.ndim == 0 else q0
+
+
 def _w_over_sin(w0: float | np.ndarray) -> float | np.ndarray:
     """w0 / sin(w0), the RBJ digital-bandwidth correction (and d ln tan(w0/2) / d ln f0)."""
     return w0 / np.sin(w0)

@@ -152,3 +152,23 @@ def test_jacobian_matches_finite_differences():
         args[key] = moved
         db2 = peq_db_and_grad(kinds, args["f"], args["g"], args["q"], grid, want_grad=False)[0]
         assert np.allclose((db2 - db) / eps, d, atol=1e-3 * max(1.0, np.abs(d).max()))
+
+
+def test_proportional_q_keeps_the_resonator_fixed():
+    """A proportional-Q bell's poles (boost) or zeros (cut) do not move with gain (RBJ algebra)."""
+    from bridge.filters import proportional_from_q, q_from_proportional
+
+    w0 = 2 * np.pi * 1000.0 / 48000.0
+
+    def rbj_alpha_over(a_pow, gain_db, q):  # alpha * A**a_pow: the coefficient that holds the Q
+        A = 10 ** (gain_db / 40)
+        return np.sin(w0) / (2 * q) * A ** a_pow
+
+    q0 = 2.0
+    boosts = [rbj_alpha_over(-1, g, q_from_proportional(q0, g)) for g in (1.0, 6.0, 12.0)]
+    cuts = [rbj_alpha_over(1, g, q_from_proportional(q0, g)) for g in (-1.0, -6.0, -12.0)]
+    assert np.allclose(boosts, boosts[0]) and np.allclose(cuts, cuts[0])
+    assert q_from_proportional(q0, 0.0) == q0
+    assert proportional_from_q(q_from_proportional(q0, 9.0), 9.0) == pytest.approx(q0)
+    # measured at mid-gain (RBJ's definition) the fixed resonator's bell widens as gain grows
+    assert q_from_proportional(q0, 3.0) > q_from_proportional(q0, 12.0)
