@@ -37,6 +37,8 @@ midi:
     - {control: macro/1, cc14: 16}       # MSB on CC 16, LSB on CC 48
     - {control: macro/2, nrpn: 300, bits: 14}
 state_dir: null            # default: $XDG_DATA_HOME/eqbridge or ~/.local/share/eqbridge
+profile: default           # the user's preferences: <state_dir>/profiles/<profile>.sqlite3
+                           # ($EQBRIDGE_PROFILE_DIR replaces <state_dir>/profiles)
 ```
 """
 
@@ -51,7 +53,7 @@ from typing import Any
 from bridge.errors import EqBridgeError
 from bridge.midi_in import MidiBinding
 from bridge.osc_in import DEFAULT_OSC_HOST, DEFAULT_OSC_PORT
-from bridge.session import MACRO_NAMES
+from bridge.session import MAX_MACROS
 
 DAWS = ("reaper", "ableton", "midi")
 DEFAULT_MAPPING = "reaper-reaeq"
@@ -105,6 +107,7 @@ class Config:
     midi_backend: str | None = None
     midi_map: tuple[MidiBinding, ...] = ()
     state_dir: Path | None = None
+    profile: str = "default"
     source: str = "defaults"
 
     def data_dir(self) -> Path:
@@ -230,9 +233,9 @@ def _binding(d: Any, i: int) -> MidiBinding:
     where = f"midi.map[{i}]"
     _check_keys(d, {"control", "cc", "cc14", "nrpn", "channel", "bits"}, where)
     control = _str(d.get("control"), f"{where}.control")
-    controls = ["amount"] + [f"macro/{n}" for n in range(1, len(MACRO_NAMES) + 1)]
-    if control not in controls:
-        raise ConfigError(f"{where}.control: must be one of {', '.join(controls)}, got {control!r}")
+    controls = ["amount"] + [f"macro/{n}" for n in range(1, MAX_MACROS + 1)]
+    if control not in controls:  # the model says how many knobs there are; more are refused at run time
+        raise ConfigError(f"{where}.control: must be amount or macro/1..macro/{MAX_MACROS}, got {control!r}")
     kinds = [k for k in ("cc", "cc14", "nrpn") if k in d]
     if len(kinds) != 1:
         raise ConfigError(f"{where}: give exactly one of cc, cc14 or nrpn")
@@ -251,7 +254,7 @@ def _binding(d: Any, i: int) -> MidiBinding:
 def config_from_dict(data: Any, source: str = "<dict>") -> Config:
     if data is None:
         data = {}
-    _check_keys(data, {"osc", "targets", "midi", "state_dir"}, source)
+    _check_keys(data, {"osc", "targets", "midi", "state_dir", "profile"}, source)
     kw: dict[str, Any] = {"source": source}
     osc = _check_keys(data.get("osc") or {}, {"host", "port", "allow", "feedback"}, "osc")
     if "host" in osc:
@@ -297,9 +300,20 @@ def config_from_dict(data: Any, source: str = "<dict>") -> Config:
         if not p.is_absolute():
             raise ConfigError("state_dir: must be an absolute path (state never goes in the working directory)")
         kw["state_dir"] = p
+    if data.get("profile") is not None:
+        kw["profile"] = _profile_name(data["profile"], "profile")
     cfg = Config(**kw)
     check_network(cfg)
     return cfg
+
+
+def _profile_name(v: Any, where: str) -> str:
+    from bridge.profile import check_profile_name
+
+    try:
+        return check_profile_name(v)
+    except EqBridgeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def check_network(cfg: Config) -> None:
@@ -333,7 +347,7 @@ def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | 
                    reaper: str | None = None, ableton: str | None = None, track: int | None = None,
                    fx: int | None = None, mapping: str | None = None,
                    feedback: list[str] | None = None, midi_input: str | None = None,
-                   midi_backend: str | None = None) -> Config:
+                   midi_backend: str | None = None, profile: str | None = None) -> Config:
     """Apply command-line flags: --reaper/--ableton replace the targets; --track/--fx/--mapping
     change the targets given by flags, or the first configured target when none are."""
     kw: dict[str, Any] = {}
@@ -359,6 +373,8 @@ def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | 
         kw["midi_input"] = midi_input
     if midi_backend:
         kw["midi_backend"] = midi_backend
+    if profile is not None:
+        kw["profile"] = _profile_name(profile, "--profile")
     out = replace(cfg, **kw)
     check_network(out)
     return out

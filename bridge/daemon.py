@@ -30,8 +30,9 @@ import numpy as np
 from bridge import __version__
 from bridge.config import DAWS, Config, TargetSpec, default_target
 from bridge.errors import EqBridgeError
-from bridge.osc_in import PREFIX, OscServer, build_message
-from bridge.session import Event, PhraseCurves, Session, SessionError, coalesce
+from bridge.daemon_profile import ProfileLink, profile_location  # noqa: F401 (re-exported)
+from bridge.osc_in import PREFIX, OscServer, build_addresses, build_message
+from bridge.session import Event, PhraseCurves, Session, SessionError, coalesce, macros_for
 from bridge.targets.base import OutputTarget
 
 log = logging.getLogger("eqbridge.daemon")
@@ -55,7 +56,9 @@ class Daemon:
 
     def __init__(self, cfg: Config, *, model: Any = None, fit_curve: Any = None,
                  load_mapping: Any = None, state_dir: Path | None = None,
-                 persist: bool = True) -> None:
+                 persist: bool = True, profile: str | bool | None = None) -> None:
+        """`profile`: the profile name; None = the config's when `persist`, no profile otherwise
+        (persist=False touches nothing on disk); False = none."""
         self.cfg = cfg
         self.state_dir = state_dir or cfg.data_dir()
         self.persist = persist
@@ -80,6 +83,9 @@ class Daemon:
         self._engine: threading.Thread | None = None
         self.started = False
         self.t_start = time.time()
+        self._answered = False
+        name = (cfg.profile if persist else None) if profile is None else (profile or None)
+        self.profile = ProfileLink(name, self.state_dir, send=self._send, on_changed=self._profile_changed)
 
     # ------------------------------------------------------------------ wiring
     def _resolve(self) -> None:
@@ -104,6 +110,9 @@ class Daemon:
             default_amount = getattr(self.model, "DEFAULT_AMOUNT", default_amount)
             max_gain = getattr(self.model, "MAX_GAIN_DB", max_gain)
             self.curves = PhraseCurves(self.model, default_amount=default_amount, max_gain_db=max_gain)
+        self.session.macros = macros_for(self.model)
+        if self.session.macros.kind != "latent":
+            log.warning("macro knobs: %s; using the placeholder tilt/low/high", self.session.macros.reason)
         if self._fit_arg not in (None, False, _DISABLED):
             self.fit_curve = self._fit_arg
         elif self._fit_arg is None:
@@ -123,6 +132,9 @@ class Daemon:
 
     def start(self) -> "Daemon":
         self._resolve()
+        self.profile.open()
+        if self.profile.store is not None and self.model is not None and hasattr(self.model, "profile"):
+            self.model.profile = self.profile.store  # answers are personalised from now on
         self._load_state()
         spec = self.cfg.targets[0]
         try:
@@ -131,7 +143,9 @@ class Daemon:
             log.error("target %s: %s", spec.name, exc)
             self.session.select(spec.key)
             self.active = _Active(spec, None, None)
-        self.osc = OscServer(self.cfg.osc_host, self.cfg.osc_port, self.submit, allow=self.cfg.allow)
+        macros = self.session.macros
+        self.osc = OscServer(self.cfg.osc_host, self.cfg.osc_port, self.submit, allow=self.cfg.allow,
+                             addresses=build_addresses([macros.name(n) for n in range(1, macros.count + 1)]))
         self._engine = threading.Thread(target=self._run, name="eqbridge-engine", daemon=True)
         self._engine.start()
         self.osc.start()
@@ -161,6 +175,9 @@ class Daemon:
             self._engine.join(timeout=10)
         for out in self.outputs.values():
             out.stop()
+        self.profile.stop()
+        if self.model is not None and getattr(self.model, "profile", None) is self.profile.store is not None:
+            self.model.profile = None
         self._save_state()
         log.info("eqbridge stopped")
 
@@ -221,8 +238,13 @@ class Daemon:
                     changed |= self._on_target(ev.args)
                     if ev.reply_to:
                         status_to.append(ev.reply_to)
+                elif ev.kind in ("keep", "teach", "profile_changed"):
+                    self._on_profile(ev)
+                    continue
                 else:
+                    undone = self.session.state.knobs if ev.kind == "undo" else None
                     changed |= self.session.apply(ev)
+                    self._note_for_profile(ev, undone)
                 if ev.reply_to and ev.reply_to not in replies:
                     replies.append(ev.reply_to)
             except (SessionError, EqBridgeError, ValueError) as exc:
@@ -241,11 +263,77 @@ class Daemon:
             self._feedback(replies, to_clients=changed)
         for r in status_to:
             self._send(r, f"{PREFIX}/status", [json.dumps(self.status())])
+        if self._answered:
+            self._record_answer()
 
     def _error(self, ev: Event, reason: str) -> None:
         log.info("refused %s from %s: %s", ev.kind, ev.reply_to or ev.source, reason)
         if ev.reply_to and self.osc is not None:
             self.osc.reply_error(ev.reply_to, reason)
+
+    # ------------------------------------------------------------------ profile (engine thread)
+    def _mapping_name(self) -> str | None:
+        return None if self.active is None else self.active.spec.mapping
+
+    def _embedding(self, phrase: str) -> Any:
+        embed = getattr(self.model, "phrase_embedding", None)
+        try:
+            return None if embed is None else embed(phrase)
+        except (EqBridgeError, ValueError):
+            return None
+
+    def _on_profile(self, ev: Event) -> None:
+        """keep / teach: checked and computed here, written by the profile thread, which acks.
+        profile_changed (from that thread): drop cached answers; after a keep, fold the knobs in."""
+        if ev.kind == "profile_changed":
+            if self.curves is not None:
+                self.curves.clear()
+            kind, after = ev.args
+            if kind == "keep" and after is not None:
+                key, knobs = after
+                st = self.session.states.get(key)
+                if st is not None and st.knobs == knobs:  # the phrase now answers the kept curve itself
+                    st.knobs = st.history[st.position] = replace(knobs, macros=self.session.neutral)
+                    st.last_control = None
+            return
+        self.profile.require()
+        st = self.session.state
+        final = self.session.target_curve(self.curves, ignore_bypass=True)
+        if ev.kind == "keep":
+            k = st.knobs
+            if k.phrase is None or self.curves is None:
+                raise SessionError("nothing to keep: send a phrase first")
+            self.profile.keep(ev.reply_to, (self.session.active, k), phrase=k.phrase,
+                              embedding=self._embedding(k.phrase), final_curve=final, amount=k.amount,
+                              mapping=self._mapping_name(), answer=self.session.answer_curve(self.curves))
+        else:
+            if not np.any(np.abs(final) > 1e-9):
+                raise SessionError("nothing to teach: the current curve is flat (send a phrase first)")
+            self.profile.teach(ev.reply_to, str(ev.args[0]), final)
+
+    def _profile_changed(self, kind: str, after: Any) -> None:  # profile thread
+        self.submit(Event("profile_changed", (kind, after), None, "profile"))
+
+    def _note_for_profile(self, ev: Event, undone: Any) -> None:
+        """A new phrase: record its answer after this burst. An undo that leaves a phrase: weak
+        negative evidence against that phrase's answer."""
+        if ev.kind == "text":
+            self._answered = True
+        elif undone is not None and undone.phrase and self.session.state.knobs.phrase != undone.phrase:
+            self.profile.undo(phrase=undone.phrase, amount=undone.amount, mapping=self._mapping_name())
+
+    def _record_answer(self) -> None:
+        """After the burst's feedback went out: log the answer given (dropped when the queue is full)."""
+        self._answered = False
+        k = self.session.state.knobs
+        if k.phrase is None or not self.profile.ready:
+            return
+        try:
+            answer = self.session.answer_curve(self.curves)
+            self.profile.record_answer(phrase=k.phrase, embedding=self._embedding(k.phrase), answer=answer,
+                                       amount=k.amount, mapping=self._mapping_name())
+        except (EqBridgeError, ValueError) as exc:
+            log.debug("answer not recorded: %s", exc)
 
     def _check_phrase(self, phrase: str) -> None:
         if self.curves is None:
@@ -376,6 +464,10 @@ class Daemon:
             "phrase": st.knobs.phrase if st else None,
             "amount": st.knobs.amount if st else None,
             "macros": list(st.knobs.macros) if st else None,
+            "macro_names": [self.session.macros.name(n) for n in range(1, self.session.macros.count + 1)],
+            "macro_knobs": self.session.macros.kind + (f" ({self.session.macros.reason})"
+                                                       if self.session.macros.reason else ""),
+            "profile": self.profile.status(),
             "bypass": st.bypass if st else None,
             "history": {"position": st.position, "length": len(st.history)} if st else None,
             "fit_rms_db": self.last_fit_error,

@@ -1,9 +1,10 @@
 """OSC in: the address table, argument checks, and a UDP server that never dies on bad input.
 
-The address space lives in ONE place, `ADDRESSES`, generated from lists (macros from
-`bridge.session.MACRO_NAMES`) the way AbletonOSC builds its table from property lists
+The address space lives in ONE place, `build_addresses(macro_names)`, generated from lists (one
+`/eqbridge/macro/<n>` and `/eqbridge/macro/<n>/name` per latent knob, named from the data) the way AbletonOSC builds its table from property lists
 (https://github.com/ideoforms/AbletonOSC, abletonosc/device.py). `docs/osc.md` is rendered from
-it by `render_markdown()` and a test keeps the two equal.
+it by `render_markdown()` (with the shipped knob names, `ADDRESSES`) and a test keeps the two
+equal. The daemon builds its server's table from the knobs its model actually has.
 
 python-osc (https://python-osc.readthedocs.io/en/latest/server.html) gives us the `Dispatcher`
 that maps addresses to handlers. Its server hands the datagram to `OscMessage`, which raises
@@ -11,8 +12,8 @@ ParseError on truncated packets but UnicodeDecodeError on non-UTF-8 strings and 
 bundle late by sleeping; so `OscServer` overrides the request handler: it parses each datagram
 itself, catches everything, replies `/eqbridge/error ,s` to the sender, ignores bundle time tags
 and only then asks the dispatcher for handlers. Valid messages become `bridge.session.Event`s
-handed to a sink (the daemon's queue); `/eqbridge/ping` is answered right here, so the daemon
-keeps answering pings whatever the engine is doing.
+handed to a sink (the daemon's queue); `/eqbridge/ping` and `/eqbridge/macro/<n>/name` are
+answered right here, so the daemon keeps answering them whatever the engine is doing.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_packet import OscPacket
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-from bridge.session import MACRO_NAMES, Event
+from bridge.session import Event, shipped_macro_names
 
 from numpy import floating as np_floating, integer as np_integer
 
@@ -77,22 +78,38 @@ class Address:
         return "," + req + (f"[{opt}]" if opt else "")
 
 
-def _build_addresses() -> tuple[Address, ...]:
+def build_addresses(macro_names: tuple[str, ...] | list[str] | None = None) -> tuple[Address, ...]:
+    """The input table; `macro_names` are the knobs' names in order (default: the shipped ones)."""
+    if macro_names is None:
+        macro_names = shipped_macro_names()
     table = [
         Address(f"{PREFIX}/text", "text", (Arg("phrase", "str", "words, e.g. \"warmer, less muddy\""),),
                 "A phrase: the new target curve for the active target (one undo step)."),
         Address(f"{PREFIX}/amount", "amount", (Arg("amount", "unit", "0..1"),),
                 "How strongly the phrase's curve is applied (0.5 = as the crowd set it)."),
     ]
-    for n, name in enumerate(MACRO_NAMES, start=1):
+    for n, name in enumerate(macro_names, start=1):
         table.append(Address(
-            f"{PREFIX}/macro/{n}", "macro", (Arg("value", "unit", "0..1, 0.5 neutral"),),
-            f"Macro {n} ({name}; placeholder until the latent knobs land): added to the curve.",
-            fixed=(n,)))
+            f"{PREFIX}/macro/{n}", "macro", (Arg("value", "unit", "0..1, 0.5 = no change"),),
+            f"Macro knob {n} \"{name}\": moves the phrase's curve through the latent space of crowd "
+            "curves, relative to it (0 and 1 = two crowd standard deviations). A new phrase "
+            "starts it at 0.5.", fixed=(n,)))
+        table.append(Address(
+            f"{PREFIX}/macro/{n}/name", "macro_name", (), f"Ask what macro knob {n} does.",
+            replies=f"{PREFIX}/macro/{n}/name ,s NAME", fixed=(n, name)))
     table += [
-        Address(f"{PREFIX}/undo", "undo", (), "Step back in the active target's history."),
+        Address(f"{PREFIX}/undo", "undo", (), "Step back in the active target's history. Undoing a "
+                "phrase's answer is weak evidence, in the profile, that it was not what you meant."),
         Address(f"{PREFIX}/redo", "redo", (), "Step forward again."),
         Address(f"{PREFIX}/reset", "reset", (), "Flat curve, default amount, neutral macros (undoable)."),
+        Address(f"{PREFIX}/keep", "keep", (),
+                "This is what I meant: store the phrase with its answer and the curve now dialled in "
+                "(after knobs and amount) in the user's profile; the phrase comes back so later.",
+                replies=f"{PREFIX}/kept ,s PHRASE (after the store committed)"),
+        Address(f"{PREFIX}/teach", "teach", (Arg("name", "str", "e.g. \"my vocal air\" (one descriptor, "
+                                                 "no 'and'/'but'/'less')"),),
+                "Name the current sound: the name then works as a word, inside phrases too.",
+                replies=f"{PREFIX}/taught ,s NAME"),
         Address(f"{PREFIX}/bypass", "bypass", (Arg("on", "bool", "1 = send a flat EQ, 0 = back"),),
                 "Bypass: the EQ is set flat; the phrase and knobs are kept."),
         Address(f"{PREFIX}/target", "target",
@@ -111,7 +128,7 @@ def _build_addresses() -> tuple[Address, ...]:
     return tuple(table)
 
 
-ADDRESSES: tuple[Address, ...] = _build_addresses()
+ADDRESSES: tuple[Address, ...] = build_addresses()
 BY_PATH: dict[str, Address] = {a.path: a for a in ADDRESSES}
 
 REPLIES: tuple[tuple[str, str, str], ...] = (
@@ -119,7 +136,11 @@ REPLIES: tuple[tuple[str, str, str], ...] = (
     (f"{PREFIX}/params", ",sf...", "Pairs of parameter key and normalized value (0..1) now set on the target."),
     (f"{PREFIX}/error", ",s", "A human-readable reason a message was refused."),
     (f"{PREFIX}/pong", ",", "Answer to /eqbridge/ping."),
-    (f"{PREFIX}/status", ",s", "JSON: version, target, phrase, amount, macros, bypass, history, counters."),
+    (f"{PREFIX}/status", ",s", "JSON: version, target, phrase, amount, macros and their names, bypass, "
+                                "history, profile (and its error), counters."),
+    (f"{PREFIX}/macro/<n>/name", ",s", "What macro knob n does (the answer to /eqbridge/macro/<n>/name)."),
+    (f"{PREFIX}/kept", ",s", "The phrase just kept; sent only once it is durably in the profile."),
+    (f"{PREFIX}/taught", ",s", "The name just taught, as stored (the descriptor phrases will use)."),
 )
 
 
@@ -232,12 +253,14 @@ class OscServer(BlockingOSCUDPServer):
     max_packet_size = 65535  # socketserver's default (8192) would truncate a 60 kB datagram
 
     def __init__(self, host: str, port: int, sink: Callable[[Event], None], *,
-                 allow: Iterable[str] = (), reply_errors: bool = True) -> None:
+                 allow: Iterable[str] = (), reply_errors: bool = True,
+                 addresses: tuple[Address, ...] | None = None) -> None:
         self.sink = sink
         self.allow = frozenset(allow)
         self.reply_errors = reply_errors
         self.counters = Counters()
         self._warn = _LogLimiter(log)
+        self.addresses = ADDRESSES if addresses is None else tuple(addresses)
         super().__init__((host, port), build_dispatcher(self), bind_and_activate=True)
         try:  # room for bursts (a fader sweep, a flood) while the engine catches up
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -295,7 +318,7 @@ class OscServer(BlockingOSCUDPServer):
 
     def on_message(self, addr: Address, client: tuple[str, int], t_in: float, values: list) -> None:
         try:
-            args = addr.fixed + check_args(addr, values)
+            args = addr.fixed[:1] + check_args(addr, values)
         except ArgError as exc:
             self.counters.rejected += 1
             self._warn.warn("%s (from %s)", exc, client)
@@ -304,6 +327,9 @@ class OscServer(BlockingOSCUDPServer):
         self.counters.accepted += 1
         if addr.event == "ping":
             self.send(client, f"{PREFIX}/pong")
+            return
+        if addr.event == "macro_name":
+            self.send(client, addr.path, [addr.fixed[1]])
             return
         self.sink(Event(addr.event, args, client, "osc", t_in))
 
@@ -345,7 +371,7 @@ def build_dispatcher(server: OscServer) -> Dispatcher:
     def handler(client: tuple[str, int], address: str, fixed: list, t_in: float, *values: Any) -> None:
         server.on_message(fixed[0], client, t_in, list(values))
 
-    for addr in ADDRESSES:
+    for addr in server.addresses:
         d.map(addr.path, handler, addr, needs_reply_address=True)
     return d
 
@@ -387,7 +413,10 @@ def render_markdown() -> str:
         "```sh",
         "eqbridge send \"warmer, less muddy\"     # /eqbridge/text",
         "eqbridge send --amount 0.7              # /eqbridge/amount",
-        "eqbridge send --macro 1 0.8             # /eqbridge/macro/1 (tilt)",
+        "eqbridge send --macro 1 0.8             # /eqbridge/macro/1",
+        "eqbridge send --macro-name 1            # /eqbridge/macro/1/name -> the knob's name",
+        "eqbridge send --keep                    # /eqbridge/keep -> /eqbridge/kept",
+        "eqbridge send --teach \"my vocal air\"   # /eqbridge/teach -> /eqbridge/taught",
         "eqbridge send --undo                    # /eqbridge/undo",
         "eqbridge send --target reaper 2 1 reaper-reaeq  # /eqbridge/target",
         "eqbridge send --ping                    # /eqbridge/ping -> /eqbridge/pong",

@@ -4,9 +4,16 @@ Pure state, no sockets and no threads: the daemon's engine thread is the only ca
 (OSC, MIDI) become `Event`s; the engine drains a burst of them, `coalesce`s it (the latest phrase
 wins), applies each to the `Session`, and renders the active target's curve once per burst.
 
-Macros are a placeholder until the latent-knob issue gives them their final meaning: macro 1
-tilts the curve, 2 moves the lows, 3 the highs. Each is a smooth curve in dB added to the
-phrase's curve; 0.5 is neutral and 0 / 1 move the curve by -/+ MACRO_RANGE_DB at the extreme.
+Macros are the model's latent knobs (bridge.model.latent.MacroKnobs, `LatentMacros` here): their
+count and names come from the shipped data, they are 1-based, 0.5 is no change, and they move the
+phrase's curve through the space of crowd curves relative to it (`knobs.apply(curve, {n: v})`).
+A new phrase starts them at 0.5 again: they refine *this* answer.
+
+Without the latent knobs (no model loaded, or model files without them) the daemon falls back to
+`PlaceholderMacros`, the fixed shapes used before the knobs existed, so a control surface still
+does something: macro 1 tilts the curve, 2 moves the lows, 3 the highs, each a smooth dB curve
+added to the phrase's curve (0 / 1 move it by -/+ MACRO_RANGE_DB at the extreme). Their names say
+"placeholder", and /eqbridge/status reports which kind is in use and why.
 """
 
 from __future__ import annotations
@@ -20,11 +27,15 @@ import numpy as np
 from bridge.erb import FREQS_HZ, N_BANDS
 
 MACRO_NAMES: tuple[str, ...] = ("tilt", "low", "high")
-"""Placeholder meaning of macro 1, 2, 3 (see the module docstring)."""
+"""Meaning of the placeholder macros 1, 2, 3 (used only without latent knobs; see the docstring)."""
+MAX_MACROS = 8
+"""Most macro knobs any model may have (MIDI bindings may name macro/1 .. macro/MAX_MACROS)."""
 
 NEUTRAL = 0.5
 DEFAULT_AMOUNT = 0.5
 MACRO_RANGE_DB = 6.0
+MAX_GAIN_DB = 24.0
+"""Curves with macros turned are clipped here when the model does not say (as the model clips)."""
 HISTORY_LIMIT = 200
 """Undo steps kept per target; older ones are forgotten."""
 
@@ -61,8 +72,8 @@ class Knobs:
     @staticmethod
     def from_json(d: dict) -> "Knobs":
         macros = tuple(float(m) for m in d.get("macros", ()))
-        if len(macros) != len(MACRO_NAMES):
-            macros = (NEUTRAL,) * len(MACRO_NAMES)
+        if not 1 <= len(macros) <= MAX_MACROS or not all(finite_unit(m) for m in macros):
+            macros = (NEUTRAL,) * len(MACRO_NAMES)  # the Session fits the length to its knobs
         phrase = d.get("phrase")
         return Knobs(phrase if isinstance(phrase, str) and phrase else None,
                      float(d.get("amount", DEFAULT_AMOUNT)), macros)
@@ -90,6 +101,77 @@ def macro_curve(macros: Iterable[float]) -> np.ndarray:
     return out
 
 
+class PlaceholderMacros:
+    """The fixed tilt/low/high shapes: what macros do when no latent knobs are loaded."""
+
+    kind = "placeholder"
+
+    def __init__(self, reason: str = "no latent knobs loaded") -> None:
+        self.reason = reason
+
+    @property
+    def count(self) -> int:
+        return len(MACRO_NAMES)
+
+    def name(self, n: int) -> str:
+        return f"{MACRO_NAMES[n - 1]} (placeholder)"
+
+    def apply(self, gains_db: np.ndarray, knobs: dict[int, float]) -> np.ndarray:
+        values = [knobs.get(n, NEUTRAL) for n in range(1, self.count + 1)]
+        return np.asarray(gains_db, dtype=np.float64) + macro_curve(values)
+
+
+class LatentMacros:
+    """The model's latent knobs (MacroKnobs: `.count`, `.name(n)`, `.apply(gains_db, {n: v})`)."""
+
+    kind = "latent"
+    reason = None
+
+    def __init__(self, knobs: Any) -> None:
+        self.knobs = knobs
+        self.names = tuple(knobs.name(n) for n in range(1, knobs.count + 1))
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+    def name(self, n: int) -> str:
+        return self.names[n - 1]
+
+    def apply(self, gains_db: np.ndarray, knobs: dict[int, float]) -> np.ndarray:
+        return np.asarray(self.knobs.apply(gains_db, knobs), dtype=np.float64)
+
+
+def macros_for(model: Any) -> "LatentMacros | PlaceholderMacros":
+    """The model's latent knobs, or the placeholder with the reason they are unavailable."""
+    if model is None:
+        return PlaceholderMacros("no model loaded")
+    try:
+        knobs = model.knobs
+    except AttributeError:
+        return PlaceholderMacros("the model has no latent knobs")
+    except Exception as exc:  # model files without the latent knobs (ModelFileError), onnxruntime...
+        return PlaceholderMacros(f"latent knobs unavailable ({type(exc).__name__}: {exc})")
+    if knobs is None or not 1 <= int(getattr(knobs, "count", 0)) <= MAX_MACROS:
+        return PlaceholderMacros("the model's latent knobs are missing or too many")
+    return LatentMacros(knobs)
+
+
+def shipped_macro_names() -> tuple[str, ...]:
+    """Knob names from the shipped data (models/latent-knobs.json; a JSON read, no ONNX), for the
+    generated OSC table. The placeholder names when the file is missing or unreadable."""
+    import json
+
+    try:
+        from bridge.model.files import LATENT_KNOBS_FILE, models_dir
+        names = json.loads((models_dir() / LATENT_KNOBS_FILE).read_text(encoding="utf-8"))["names"]
+        if isinstance(names, list) and 1 <= len(names) <= MAX_MACROS and all(isinstance(n, str) for n in names):
+            return tuple(names)
+    except Exception:
+        pass
+    return tuple(f"{n} (placeholder)" for n in MACRO_NAMES)
+
+
 class PhraseCurves:
     """Curves for phrases at an amount, from a model with `.curve(phrase, amount)`; small cache.
 
@@ -106,14 +188,23 @@ class PhraseCurves:
         self._cache: dict[str, np.ndarray] = {}
         self._cache_size = cache_size
 
-    def _at_default(self, phrase: str) -> np.ndarray:
-        g = self._cache.get(phrase)
-        if g is None:
-            g = np.asarray(self.model.curve(phrase, self.default_amount).gains_db, dtype=np.float64)
-            if len(self._cache) >= self._cache_size:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[phrase] = g
+    def _at_default(self, phrase: str) -> np.ndarray | None:
+        """The curve at the default amount, or None when the answer is personalised (a kept phrase
+        or one pulled toward the user's: not linear in the amount, so no shortcut)."""
+        if phrase in self._cache:
+            return self._cache[phrase]
+        ans = self.model.curve(phrase, self.default_amount)
+        why = getattr(ans, "personal", "crowd")
+        g = (np.asarray(ans.gains_db, dtype=np.float64)
+             if why == "crowd" or str(why).startswith("crowd (") else None)
+        if len(self._cache) >= self._cache_size:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[phrase] = g
         return g
+
+    def clear(self) -> None:
+        """Forget cached answers (the user's profile changed: kept phrases answer differently)."""
+        self._cache.clear()
 
     def check(self, phrase: str) -> None:
         """Raise the model's PhraseError now if the phrase cannot be answered."""
@@ -126,6 +217,8 @@ class PhraseCurves:
         if self.default_amount is None or self.max_gain_db is None:
             return np.asarray(self.model.curve(phrase, amount).gains_db, dtype=np.float64)
         g = self._at_default(phrase)
+        if g is None:
+            return np.asarray(self.model.curve(phrase, amount).gains_db, dtype=np.float64)
         if amount == self.default_amount:
             return g
         if float(np.max(np.abs(g))) < self.max_gain_db:
@@ -205,22 +298,45 @@ def coalesce(events: list[Event]) -> list[Event]:
 
 
 class Session:
-    """All targets' states, the active target's key, and the rules that change them."""
+    """All targets' states, the active target's key, and the rules that change them.
 
-    def __init__(self, check_phrase: Callable[[str], None] | None = None) -> None:
+    `macros` is what the macro knobs mean (LatentMacros from the model, else PlaceholderMacros);
+    every state's knobs hold exactly `macros.count` values.
+    """
+
+    def __init__(self, check_phrase: Callable[[str], None] | None = None, macros: Any = None) -> None:
         self.states: dict[str, TargetState] = {}
         self.active: str | None = None
         self._check_phrase = check_phrase
+        self.macros = macros if macros is not None else PlaceholderMacros()
+
+    @property
+    def neutral(self) -> tuple[float, ...]:
+        return (NEUTRAL,) * self.macros.count
+
+    def fit_knobs(self, k: Knobs) -> Knobs:
+        """`k` with one macro value per knob (padded with 0.5, or cut), e.g. after a model change."""
+        n = self.macros.count
+        if len(k.macros) == n:
+            return k
+        return replace(k, macros=(tuple(k.macros) + self.neutral)[:n])
+
+    def _new_state(self) -> TargetState:
+        k = Knobs(macros=self.neutral)
+        return TargetState(knobs=k, history=[k])
 
     def select(self, key: str) -> TargetState:
         self.active = key
-        return self.states.setdefault(key, TargetState())
+        st = self.states.get(key)
+        if st is None:
+            st = self.states[key] = self._new_state()
+        return st
 
     @property
     def state(self) -> TargetState:
         if self.active is None:
             raise SessionError("no target selected")
-        return self.states.setdefault(self.active, TargetState())
+        return self.select(self.active)
 
     def apply(self, ev: Event) -> bool:
         """Apply one event to the active target. Returns True when what should be sent changed."""
@@ -233,14 +349,16 @@ class Session:
                 raise SessionError("empty phrase")
             if self._check_phrase is not None:
                 self._check_phrase(phrase)  # raises PhraseError
-            return st.commit(replace(k, phrase=phrase), None)
+            # the macros are relative to the answer: a new answer starts them at 0.5 again
+            return st.commit(replace(k, phrase=phrase, macros=self.neutral), None)
         if kind == "amount":
             return st.commit(replace(k, amount=float(ev.args[0])), "amount")
         if kind == "macro":
             n, v = int(ev.args[0]), float(ev.args[1])
-            if not 1 <= n <= len(MACRO_NAMES):
-                raise SessionError(f"macro must be 1..{len(MACRO_NAMES)}, got {n}")
-            macros = list(k.macros)
+            count = self.macros.count
+            if not 1 <= n <= count:
+                raise SessionError(f"macro must be 1..{count}, got {n}")
+            macros = list(self.fit_knobs(k).macros)
             macros[n - 1] = v
             return st.commit(replace(k, macros=tuple(macros)), f"macro/{n}")
         if kind == "undo":
@@ -248,7 +366,7 @@ class Session:
         if kind == "redo":
             return st.redo()
         if kind == "reset":
-            return st.commit(Knobs(), None)
+            return st.commit(Knobs(macros=self.neutral), None)
         if kind == "bypass":
             flag = bool(ev.args[0])
             changed = flag != st.bypass
@@ -256,18 +374,27 @@ class Session:
             return changed
         raise SessionError(f"event {kind!r} is not a session change")
 
-    def target_curve(self, curves: PhraseCurves | None) -> np.ndarray:
-        """The active target's curve in dB at the 40 centres (flat when bypassed or empty)."""
+    def answer_curve(self, curves: PhraseCurves | None) -> np.ndarray | None:
+        """The model's answer for the active phrase at its amount (before the macros), or None."""
+        k = self.state.knobs
+        if k.phrase is None or curves is None:
+            return None
+        return curves.gains(k.phrase, k.amount)
+
+    def target_curve(self, curves: PhraseCurves | None, *, ignore_bypass: bool = False) -> np.ndarray:
+        """The active target's curve in dB at the 40 centres (flat when bypassed or empty).
+        `ignore_bypass`: the curve the user dialled in even while bypassed (what keep stores)."""
         st = self.state
         k = st.knobs
-        if st.bypass:
+        if st.bypass and not ignore_bypass:
             return np.zeros(N_BANDS)
-        if k.phrase is not None and curves is not None:
-            base = curves.gains(k.phrase, k.amount)
-        else:
+        base = self.answer_curve(curves)
+        if base is None:
             base = np.zeros(N_BANDS)
-        if any(m != NEUTRAL for m in k.macros):
-            base = base + macro_curve(k.macros)
+        turned = {n: m for n, m in enumerate(k.macros[:self.macros.count], start=1) if m != NEUTRAL}
+        if turned:
+            limit = getattr(curves, "max_gain_db", None) or MAX_GAIN_DB
+            base = np.clip(self.macros.apply(base, turned), -limit, limit)
         return base
 
     def to_json(self) -> dict:
@@ -277,9 +404,12 @@ class Session:
         for key, sd in (d.get("targets") or {}).items():
             if isinstance(sd, dict):
                 try:
-                    self.states[str(key)] = TargetState.from_json(sd)
+                    st = TargetState.from_json(sd)
                 except (TypeError, ValueError):
                     continue
+                st.history = [self.fit_knobs(k) for k in st.history]
+                st.knobs = st.history[st.position]
+                self.states[str(key)] = st
 
 
 def finite_unit(x: float) -> bool:

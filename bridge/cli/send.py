@@ -20,6 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--amount", type=float, metavar="V", help="0..1 (/eqbridge/amount)")
     g.add_argument("--macro", nargs=2, metavar=("N", "V"), help="macro N to V in 0..1, 0.5 neutral")
+    g.add_argument("--macro-name", type=int, metavar="N", help="print what macro knob N does")
+    g.add_argument("--keep", action="store_true",
+                   help="this is what I meant: keep the current phrase and curve in your profile")
+    g.add_argument("--teach", metavar="NAME", help="name the current sound, e.g. \"my vocal air\"")
     g.add_argument("--undo", action="store_true")
     g.add_argument("--redo", action="store_true")
     g.add_argument("--reset", action="store_true")
@@ -47,6 +51,12 @@ def _message(args: argparse.Namespace) -> tuple[str, list, str]:
         except ValueError:
             raise SystemExit("eqbridge send: --macro takes a number N and a value V") from None
         return f"/eqbridge/macro/{n}", [v], change
+    if args.macro_name is not None:
+        return f"/eqbridge/macro/{args.macro_name}/name", [], f"/eqbridge/macro/{args.macro_name}/name"
+    if args.keep:
+        return "/eqbridge/keep", [], "/eqbridge/kept"
+    if args.teach is not None:
+        return "/eqbridge/teach", [args.teach], "/eqbridge/taught"
     for flag in ("undo", "redo", "reset"):
         if getattr(args, flag):
             return f"/eqbridge/{flag}", [], change
@@ -66,16 +76,16 @@ def _message(args: argparse.Namespace) -> tuple[str, list, str]:
         return "/eqbridge/get", [], change
     if args.phrase is not None:
         return "/eqbridge/text", [args.phrase], change
-    raise SystemExit("eqbridge send: give a PHRASE or one of --amount, --macro, --undo, --redo, --reset, "
-                     "--bypass, --target, --status, --ping, --get")
+    raise SystemExit("eqbridge send: give a PHRASE or one of --amount, --macro, --macro-name, --keep, --teach, "
+                     "--undo, --redo, --reset, --bypass, --target, --status, --ping, --get")
 
 
 def run(args: argparse.Namespace) -> int:
     from pythonosc.osc_message import OscMessage
 
     if args.phrase is not None and any(getattr(args, k) not in (None, False) for k in
-                                       ("amount", "macro", "bypass", "target", "undo", "redo", "reset",
-                                        "status", "ping", "get")):
+                                       ("amount", "macro", "macro_name", "keep", "teach", "bypass", "target",
+                                        "undo", "redo", "reset", "status", "ping", "get")):
         print("eqbridge send: give either a PHRASE or one option", file=sys.stderr)
         return 2
     address, values, wait_for = _message(args)
@@ -113,6 +123,13 @@ def run(args: argparse.Namespace) -> int:
 def _print(args: argparse.Namespace, address: str, got: dict[str, list]) -> int:
     if address == "/eqbridge/pong":
         print("pong")
+        return 0
+    if address in ("/eqbridge/kept", "/eqbridge/taught") or address.endswith("/name"):
+        value = str(got[address][0]) if got[address] else ""
+        if args.json:
+            print(json.dumps({"address": address, "value": value}))
+        else:
+            print({"/eqbridge/kept": "kept: ", "/eqbridge/taught": "taught: "}.get(address, "") + value)
         return 0
     if address == "/eqbridge/status":
         status = json.loads(got[address][0])

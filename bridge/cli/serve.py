@@ -31,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also send /eqbridge/curve and /eqbridge/params here (repeatable)")
     p.add_argument("--midi-in", metavar="SUBSTRING", help="MIDI input port name substring (with midi.map in the config)")
     p.add_argument("--midi-backend", metavar="NAME", help="mido backend, e.g. mido.backends.rtmidi/UNIX_JACK")
+    p.add_argument("--profile", metavar="NAME",
+                   help="the user's preference profile (default: config key `profile`, else 'default'); "
+                        "kept phrases and taught names live in <state dir>/profiles/NAME.sqlite3 "
+                        "or $EQBRIDGE_PROFILE_DIR")
     p.add_argument("--check", action="store_true", help="validate the config and print what it would connect to, then exit")
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="default: info")
     p.set_defaults(func=run)
@@ -42,7 +46,8 @@ def build_config(args: argparse.Namespace):
     cfg = load_config(args.config)
     return with_overrides(cfg, osc_host=args.osc_host, osc_port=args.osc_port, reaper=args.reaper,
                           ableton=args.ableton, track=args.track, fx=args.fx, mapping=args.mapping,
-                          feedback=args.feedback, midi_input=args.midi_in, midi_backend=args.midi_backend)
+                          feedback=args.feedback, midi_input=args.midi_in, midi_backend=args.midi_backend,
+                          profile=getattr(args, "profile", None))
 
 
 def check(cfg) -> int:
@@ -74,6 +79,12 @@ def check(cfg) -> int:
             ch = f"channel {b.channel}" if b.channel else "any channel"
             print(f"  {b.kind} {b.number} ({ch}) -> {b.control}")
     print(f"state: {cfg.data_dir()}")
+    try:
+        from bridge.daemon import profile_location
+        print(f"profile: {cfg.profile} ({profile_location(cfg.profile, cfg.data_dir())})")
+    except EqBridgeError as exc:
+        print(f"profile: {cfg.profile}  ERROR: {exc}")
+        problems += 1
     return 2 if problems else 0
 
 
