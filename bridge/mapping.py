@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from bisect import bisect_left
 from collections.abc import Mapping as AbcMapping
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -207,12 +208,35 @@ class Mapping:
         """
         if len(settings) > len(self.bands):
             raise MappingError(f"{self.name}: {len(settings)} settings for {len(self.bands)} bands")
+        plan = self.__dict__.get("_plan")
+        if plan is None:
+            plan = self._compile()
+        out: list[HostParam] = list(plan[0])
+        bands = plan[1]
+        n = len(settings)
+        for i, band in enumerate(bands):
+            out.extend(band(settings[i] if i < n else _OFF))
+        return out
+
+    def host_params_reference(self, settings: Sequence[BandSetting]) -> list[HostParam]:
+        """`host_params` as first written (uncompiled): tests check the two give identical values."""
+        if len(settings) > len(self.bands):
+            raise MappingError(f"{self.name}: {len(settings)} settings for {len(self.bands)} bands")
         out: list[HostParam] = [self._host(f"global.{k}", p, _const_native(p))
                                 for k, p in self.global_constants]
         padded = list(settings) + [BandSetting("off", 1000.0)] * (len(self.bands) - len(settings))
         for spec, bp, s in zip(self.bands, self.band_params, padded):
             out.extend(self._band_host(spec, bp, s))
         return out
+
+    def _compile(self) -> tuple:
+        """Per-band closures for `host_params` (built once per mapping): constants and switch
+        values precomputed, conversions with their constant sub-expressions hoisted. Every float
+        is computed by the same operations in the same order as `host_params_reference`."""
+        consts = tuple(self._host(f"global.{k}", p, _const_native(p)) for k, p in self.global_constants)
+        plan = (consts, tuple(_compile_band(self, spec, bp) for spec, bp in zip(self.bands, self.band_params)))
+        object.__setattr__(self, "_plan", plan)  # frozen dataclass: a cache, not a field
+        return plan
 
     def _band_host(self, spec: BandSpec, bp: BandParams, s: BandSetting) -> list[HostParam]:
         """Host values of one band's setting."""
@@ -309,6 +333,167 @@ class Mapping:
     def param_count(self) -> int:
         """Number of host parameters a full `host_params` call emits (for targets' sanity checks)."""
         return len(self.host_params([]))
+
+
+_OFF = BandSetting("off", 1000.0)
+
+
+def _compile_conversion(c: Conversion):
+    """(to_normalized, to_native) closures equal to the Conversion's methods, float for float."""
+    k = c.kind
+    if k in ("choice", "toggle", "fixed") or (k == "exponential" and not (c.lo and c.hi)):
+        return c.to_normalized, c.to_native
+    lo, hi = c.native_range()
+    if k == "linear":
+        c_lo, d = c.lo, c.hi - c.lo
+
+        def norm(native: float) -> float:
+            v = min(hi, max(lo, float(native)))
+            return (v - c_lo) / d
+
+        def nat(x: float) -> float:
+            return c_lo + min(1.0, max(0.0, float(x))) * d
+    elif k == "exponential":
+        c_lo, ratio = c.lo, c.hi / c.lo
+        log_ratio = math.log(ratio)
+
+        def norm(native: float) -> float:
+            v = min(hi, max(lo, float(native)))
+            return math.log(v / c_lo) / log_ratio
+
+        def nat(x: float) -> float:
+            return c_lo * ratio ** min(1.0, max(0.0, float(x)))
+    elif k == "db":
+        a_lo = 0.0 if c.lo is None else 10 ** (c.lo / 20)
+        span = 10 ** (c.hi / 20) - a_lo
+        inf = math.inf
+
+        def norm(native: float) -> float:
+            if native == -inf:
+                return 0.0
+            v = min(hi, max(lo, float(native)))
+            return (10 ** (v / 20) - a_lo) / span
+
+        def nat(x: float) -> float:
+            a = a_lo + min(1.0, max(0.0, float(x))) * span
+            return -inf if a <= 0 else 20 * math.log10(a)
+    elif k == "reaper_freq":
+        log401 = math.log(401.0)
+
+        def norm(native: float) -> float:
+            v = min(hi, max(lo, float(native)))
+            return math.log((v - 20.0) / 23980.0 / 0.0025 + 1.0) / log401
+
+        def nat(x: float) -> float:
+            return 20.0 + 23980.0 * (401.0 ** min(1.0, max(0.0, float(x))) - 1.0) * 0.0025
+    elif k == "table":
+        xs, ys = zip(*c.points)
+        ixs, iys = (ys[::-1], xs[::-1]) if ys[0] > ys[-1] else (ys, xs)
+
+        def norm(native: float) -> float:
+            return _interp_bisect(min(hi, max(lo, float(native))), ixs, iys)
+
+        def nat(x: float) -> float:
+            return _interp_bisect(min(1.0, max(0.0, float(x))), xs, ys)
+    else:
+        return c.to_normalized, c.to_native
+    return norm, nat
+
+
+def _interp_bisect(v: float, xs: Sequence[float], ys: Sequence[float]) -> float:
+    """`_interp` with a binary search: the same segment, the same arithmetic."""
+    if v <= xs[0]:
+        return float(ys[0])
+    i = bisect_left(xs, v)
+    if i == len(xs):
+        return float(ys[-1])
+    t = (v - xs[i - 1]) / (xs[i] - xs[i - 1])
+    return float(ys[i - 1] + t * (ys[i] - ys[i - 1]))
+
+
+_new = object.__new__
+
+
+def _host_param(key: str, x: float, nat: float, ri: int | None, ln: str | None, vn: str | None) -> HostParam:
+    """HostParam(key, x, nat, ri, ln, vn) without the frozen dataclass's per-field
+    object.__setattr__ calls (~2 us each time; the hot path builds a dozen per knob move)."""
+    hp = _new(HostParam)
+    hp.__dict__.update(key=key, normalized=x, native=nat, reaper_index=ri, live_name=ln, vst3_name=vn)
+    return hp
+
+
+def _compile_param(key: str, p: ParamSpec):
+    """A function native -> HostParam equal to `Mapping._host(key, p, native)`."""
+    norm, nat = _compile_conversion(p.conversion)
+    ri, ln, vn = p.reaper_index, p.live_name, p.vst3_name
+    if p.conversion.kind in ("choice", "toggle"):
+        def host(native: float) -> HostParam:
+            return _host_param(key, norm(native), native, ri, ln, vn)
+    else:
+        def host(native: float) -> HostParam:
+            x = norm(native)
+            return _host_param(key, x, nat(x), ri, ln, vn)
+    return host
+
+
+def _compile_band(m: "Mapping", spec: BandSpec, bp: BandParams):
+    """One band of `Mapping.host_params`: setting -> list of HostParam (see `_band_host`)."""
+    key = spec.name
+    consts = [m._host(f"{key}.{k}", p, _const_native(p)) for k, p in bp.constants]
+    enable, typ, sp = bp.get("enable"), bp.get("type"), bp.get("slope")
+    off: list[HostParam] | None = None
+    if enable is not None:
+        off = consts + [m._host(f"{key}.enable", enable, 0.0)]
+    elif typ is not None and "off" in dict(typ.type_map):
+        off = consts + [m._host(f"{key}.type", typ, _type_index(typ, "off", 12))]
+    on = consts + ([m._host(f"{key}.enable", enable, 1.0)] if enable is not None else [])
+    switch: dict[tuple[str, int], list[HostParam]] = {}  # (type, slope) -> type/slope params
+    fp, gp, qp = bp.get("freq"), bp.get("gain"), bp.get("q")
+    f_host = None if fp is None else _compile_param(f"{key}.freq", fp)
+    g_host = None if gp is None else _compile_param(f"{key}.gain", gp)
+    q_host = None if qp is None else _compile_param(f"{key}.q", qp)
+    q_unit = None if qp is None else qp.q_unit
+    types, slopes = spec.types, spec.slopes_db_oct
+    f_lo, f_hi = spec.freq_hz
+    g_lo, g_hi = spec.gain_db
+    q_lo, q_hi = spec.q
+    one_slope = slopes[0] if len(slopes) == 1 else None
+    zero_type = next((t for t in ("bell", "low_shelf", "high_shelf") if t in types), None)
+    if gp is None:
+        zero_type = None
+
+    def band(s: BandSetting) -> list[HostParam]:
+        t = s.type
+        if t == "off":
+            if off is not None:
+                return list(off)
+            if zero_type is None:
+                return m._band_host(spec, bp, s)  # raises the MappingError
+            # No switch: a gain band at 0 dB (all its params sent, so the key set stays stable).
+            s = BandSetting(zero_type, _clip(s.freq_hz, spec.freq_hz), 0.0, _clip(s.q, spec.q))
+            t = zero_type
+        if t not in types:
+            return m._band_host(spec, bp, s)  # raises the MappingError
+        slope = one_slope if one_slope is not None else _nearest(slopes, s.slope_db_oct)
+        sw = switch.get((t, slope))
+        if sw is None:
+            sw = []
+            if typ is not None:
+                sw.append(m._host(f"{key}.type", typ, _type_index(typ, t, slope)))
+            if sp is not None and t in ("low_cut", "high_cut"):
+                sw.append(m._host(f"{key}.slope", sp, _type_index(sp, str(slope), slope)))
+            switch[(t, slope)] = sw
+        out = on + sw
+        if f_host is not None:
+            out.append(f_host(float(min(f_hi, max(f_lo, s.freq_hz)))))
+        if g_host is not None:
+            out.append(g_host(0.0 if t in _NO_GAIN_TYPES else float(min(g_hi, max(g_lo, s.gain_db)))))
+        if q_host is not None:
+            q = float(min(q_hi, max(q_lo, s.q)))
+            out.append(q_host(_q_to_native(q, q_unit) if q_unit == "octaves" else q))
+        return out
+
+    return band
 
 
 def _clip(v: float, rng: tuple[float, float]) -> float:

@@ -226,3 +226,28 @@ def test_env_var_overrides_mappings_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("EQBRIDGE_MAPPINGS_DIR", str(tmp_path))
     assert list_mappings() == ["mine"]
     assert load_mapping("mine").display_name == "Test EQ"
+
+
+@pytest.mark.parametrize("name", list_mappings())
+def test_compiled_host_params_equal_the_reference(name):
+    """host_params runs precompiled per-band closures; they must give exactly the same values."""
+    m = load_mapping(name)
+    rng = random.Random(7)
+    cases = [[], [BandSetting("off", 1000.0)] * len(m.bands)]
+    for _ in range(60):
+        settings = []
+        for spec in m.bands:
+            r = rng.random()
+            if r < 0.15:
+                settings.append(BandSetting("off", 1000.0))
+            elif r < 0.25:  # out of range on purpose: clipping must match too
+                settings.append(BandSetting(rng.choice(spec.types), rng.uniform(1, 40000),
+                                            rng.uniform(-40, 40), rng.uniform(0.01, 50),
+                                            rng.choice((6, 12, 18, 24, 36, 48, 96))))
+            else:
+                settings.append(_random_setting(spec, rng))
+        cases.append(settings[:rng.randint(0, len(settings))] if rng.random() < 0.2 else settings)
+    for settings in cases:
+        assert m.host_params(settings) == m.host_params_reference(settings)
+    with pytest.raises(MappingError):
+        m.host_params([BandSetting("bell", 1000)] * (len(m.bands) + 1))
