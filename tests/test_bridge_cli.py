@@ -105,3 +105,23 @@ def test_serve_and_send_then_clean_shutdown(served, capsys, sig):
 def test_send_without_a_daemon_fails_clearly(capsys):
     assert run_cli("send", "warm", "--port", str(free_port()), "--timeout", "0.2") == 1
     assert "no answer" in capsys.readouterr().err
+
+
+def test_send_macro_name_keep_and_teach(served, capsys):
+    proc, port, reaper, tmp = served
+    from bridge.model import TextToCurve
+    assert run_cli("send", "--macro-name", "1", "--port", str(port)) == 0
+    assert capsys.readouterr().out.strip() == TextToCurve().knobs.name(1)
+    assert run_cli("send", "--keep", "--port", str(port)) == 1
+    assert "nothing to keep" in capsys.readouterr().err
+    assert run_cli("send", "warm", "--port", str(port)) == 0
+    assert run_cli("send", "--macro", "1", "0.7", "--port", str(port)) == 0
+    capsys.readouterr()
+    assert run_cli("send", "--keep", "--port", str(port)) == 0
+    assert capsys.readouterr().out.strip() == "kept: warm"
+    assert run_cli("send", "--teach", "my vocal air", "--port", str(port)) == 0
+    assert capsys.readouterr().out.strip() == "taught: my vocal air"
+    assert run_cli("send", "--status", "--json", "--port", str(port)) == 0
+    prof = json.loads(capsys.readouterr().out)["profile"]
+    assert prof["error"] is None and prof["kept"] == 1 and prof["taught"] == ["my vocal air"]
+    assert prof["path"] == str(tmp / "xdg" / "eqbridge" / "profiles" / "default.sqlite3")
