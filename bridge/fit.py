@@ -34,8 +34,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.linalg.lapack import dposv as _dposv
-from scipy.optimize import lsq_linear
 
 from bridge.bands import BandSetting, BandSpec
 from bridge.erb import FREQS_HZ, N_BANDS, erb_grid, erb_rate
@@ -57,6 +55,8 @@ CANCEL_WIDTH = np.log(2.0) / 2.0  # half an octave (in ln f): how close two bell
 CROSS_PULL = 0.5  # per unit of ln f by which a low shelf is less than an octave below a high one
 CROSS_MARGIN = np.log(2.0)
 _CANCEL_REACH = 5.0 * CANCEL_WIDTH
+
+_solve = np.linalg.solve
 
 # Warm start: pull toward the previous fit per unit of (ln f, gain dB, ln Q), so a small target
 # change cannot slide a band along a flat valley of the cost (no band jumping).
@@ -429,8 +429,9 @@ def _lm(model: _Model, p: np.ndarray, max_iter: int, rtol: float, lam: float = N
         while lam < 1e8:
             m = hc.copy()
             m.flat[::n + 1] += lam * diag
-            _, step, info = _dposv(m, -gc)
-            if info != 0:  # not positive definite (cannot happen with lam > 0, but be safe)
+            try:  # numpy's LAPACK (gesv): scipy.linalg costs ~30 MB of RSS in the daemon
+                step = _solve(m, -gc)
+            except np.linalg.LinAlgError:  # singular (cannot happen with lam > 0, but be safe)
                 step = np.linalg.lstsq(m, -gc, rcond=None)[0]
             x_new = np.minimum(np.maximum(x + step, lo), hi)
             cost_new, state_new = model.cost(x_new)
@@ -684,6 +685,7 @@ def graphic_q(freqs_hz: Sequence[float]) -> np.ndarray:
 def _fit_graphic(prob: _Problem, usable: list[int]) -> list[BandSetting]:
     """Gains only: bounded least squares, relinearised (Gauss-Newton with each step an exact
     bounded linear LS, scipy lsq_linear) since a bell's dB response is not quite linear in gain."""
+    from scipy.optimize import lsq_linear  # lazy: ~20 MB, and only graphic EQs need it
     idx = np.array(usable, dtype=int)
     kinds = np.full(len(prob.specs), -1)
     for i in usable:
