@@ -81,6 +81,8 @@ class TargetSpec:
     port_name: str = ""
     cc_map: tuple[tuple[str, int, int], ...] | None = None
     backend: str | None = None
+    reaper_units: str = "normalized"
+    """REAPER only: "normalized" (fxparam 0..1) or "real" (ReaEQ's fxeq Hz / dB / octaves)."""
 
     @property
     def key(self) -> str:
@@ -93,7 +95,8 @@ class TargetSpec:
             return f"{self.name}: MIDI CC out to a port matching {self.port_name!r}, mapping {self.mapping}"
         slot = "device" if self.daw == "ableton" else "fx"
         return (f"{self.name}: {self.daw} at {self.host}:{self.port}, track {self.track}, "
-                f"{slot} {self.fx}, mapping {self.mapping}, every >= {self.min_interval_ms:g} ms")
+                f"{slot} {self.fx}, mapping {self.mapping}, every >= {self.min_interval_ms:g} ms"
+                + (", real units (fxeq)" if self.reaper_units == "real" else ""))
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ def _check_keys(d: Any, allowed: set[str], where: str) -> dict:
 def _target(d: Any, i: int) -> TargetSpec:
     where = f"targets[{i}]"
     _check_keys(d, {"name", "daw", "host", "port", "track", "fx", "device", "mapping", "min_interval_ms",
-                    "reply_port", "port_name", "cc_map", "backend"}, where)
+                    "reply_port", "port_name", "cc_map", "backend", "reaper_units"}, where)
     daw = d.get("daw", "reaper")
     if daw not in DAWS:
         raise ConfigError(f"{where}.daw: must be one of {', '.join(DAWS)}, got {daw!r}")
@@ -210,6 +213,10 @@ def _target(d: Any, i: int) -> TargetSpec:
         kw["min_interval_ms"] = float(v)
     if "reply_port" in d:
         kw["reply_port"] = _port(d["reply_port"], f"{where}.reply_port")
+    if "reaper_units" in d:
+        if daw != "reaper" or d["reaper_units"] not in ("normalized", "real"):
+            raise ConfigError(f"{where}.reaper_units: normalized or real, for daw: reaper only; got {d['reaper_units']!r}")
+        kw["reaper_units"] = d["reaper_units"]
     if "backend" in d and d["backend"] is not None:
         kw["backend"] = _str(d["backend"], f"{where}.backend")
     if daw == "midi":
@@ -347,7 +354,8 @@ def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | 
                    reaper: str | None = None, ableton: str | None = None, track: int | None = None,
                    fx: int | None = None, mapping: str | None = None,
                    feedback: list[str] | None = None, midi_input: str | None = None,
-                   midi_backend: str | None = None, profile: str | None = None) -> Config:
+                   midi_backend: str | None = None, profile: str | None = None,
+                   reaper_real_units: bool = False) -> Config:
     """Apply command-line flags: --reaper/--ableton replace the targets; --track/--fx/--mapping
     change the targets given by flags, or the first configured target when none are."""
     kw: dict[str, Any] = {}
@@ -367,6 +375,9 @@ def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | 
         kw["targets"] = tuple(flagged)
     elif over:
         kw["targets"] = (replace(cfg.targets[0], **over),) + cfg.targets[1:]
+    if reaper_real_units:  # --reaper-real-units: every REAPER target sends ReaEQ's fxeq addresses
+        kw["targets"] = tuple(replace(t, reaper_units="real") if t.daw == "reaper" else t
+                              for t in kw.get("targets", cfg.targets))
     if feedback:
         kw["feedback"] = cfg.feedback + tuple(parse_host_port(f, "--feedback") for f in feedback)
     if midi_input:

@@ -418,14 +418,15 @@ class Daemon:
         if spec.daw == "midi":
             okey: tuple = ("midi", spec.port_name, spec.cc_map)
         else:
-            okey = (spec.daw, spec.host, spec.port, spec.track, spec.fx)
+            okey = (spec.daw, spec.host, spec.port, spec.track, spec.fx, spec.reaper_units)
         out = self.outputs.get(okey)
         if out is not None:
             return out
         interval = spec.min_interval_ms / 1000.0
         if spec.daw == "reaper":
             from bridge.targets.reaper import ReaperOscTarget
-            out = ReaperOscTarget(spec.host, spec.port, track=spec.track, fx=spec.fx, min_interval=interval)
+            out = ReaperOscTarget(spec.host, spec.port, track=spec.track, fx=spec.fx, min_interval=interval,
+                                  units=spec.reaper_units)
         elif spec.daw == "ableton":
             from bridge.targets.ableton import AbletonOscTarget
             for k in [k for k, o in self.outputs.items() if k[0] == "ableton"]:

@@ -110,6 +110,7 @@ class UdpPeer:
 
 
 _FXPARAM = re.compile(r"^/track/(\d+)/fx/(\d+)/fxparam/(\d+)/value$")
+_FXEQ = re.compile(r"^/track/(\d+)/fxeq/band/(\d+)/(freq/hz|gain/db|q/oct)$")
 
 
 class ReaperPeer(UdpPeer):
@@ -117,15 +118,22 @@ class ReaperPeer(UdpPeer):
 
     def __init__(self, port: int = 0) -> None:
         self.params: dict[tuple[int, int, int], float] = {}
+        self.eq: dict[tuple[int, int, str], float] = {}  # (track, band, "freq/hz"|...) -> real value
         self.unknown: list[Received] = []
         super().__init__(port)
 
     def handle(self, r: Received) -> None:
         m = _FXPARAM.match(r.address)
+        e = None if m else _FXEQ.match(r.address)
         if m and len(r.args) == 1 and isinstance(r.args[0], float):
             self.params[(int(m[1]), int(m[2]), int(m[3]))] = r.args[0]
+        elif e and len(r.args) == 1 and isinstance(r.args[0], float):
+            self.eq[(int(e[1]), int(e[2]), e[3])] = r.args[0]  # Default.ReaperOSC FX_EQ_BAND_*
         else:
             self.unknown.append(r)
+
+    def fxeq_messages(self) -> list[tuple[str, float]]:
+        return [(r.address, r.args[0]) for r in self.received if _FXEQ.match(r.address)]
 
     def fxparam_messages(self) -> list[tuple[str, float]]:
         return [(r.address, r.args[0]) for r in self.received if _FXPARAM.match(r.address)]

@@ -295,3 +295,40 @@ def test_real_phrase_in_gives_exactly_what_fit_curve_computes(tmp_path, phrase):
         d.stop()
         client.close()
         reaper.close()
+
+
+@pytest.mark.parametrize("phrase", ["warmer, less muddy", "a bit less boomy"])
+def test_real_phrase_with_reaper_real_units_gives_the_fits_hz_db_and_octaves(tmp_path, phrase):
+    """reaper_units: real -> ReaEQ's /track/T/fxeq/band/B/freq/hz, gain/db, q/oct, exactly the fit."""
+    model, _, fit_curve, load_mapping, _ = _real_modules()
+    mapping = load_mapping("reaper-reaeq")
+    reaper = ReaperPeer()
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="reaper-reaeq",
+                                                     track=2, fx=3, min_interval_ms=0.0,
+                                                     reaper_units="real"),))
+    d = Daemon(cfg, model=model, fit_curve=fit_curve, load_mapping=load_mapping, persist=False)
+    d.start()
+    client = UdpPeer()
+    try:
+        send_and_wait(client, ("127.0.0.1", d.osc_port), "/eqbridge/text", phrase)
+        fit = fit_curve(model.curve(phrase).gains_db, mapping)
+        params = {p.key: p for p in mapping.host_params(fit.bands)}
+        want = {}
+        for b, (spec, s) in enumerate(zip(mapping.bands, fit.bands), start=1):
+            p = params[f"band{b}.freq"], params[f"band{b}.gain"], params[f"band{b}.q"]
+            want[(2, b, "freq/hz")] = f32(p[0].native)
+            want[(2, b, "gain/db")] = f32(p[1].native)
+            want[(2, b, "q/oct")] = f32(p[2].native)
+            if s.type != "off":  # the mapping's native values are the fit's own, in Hz / dB / octaves
+                assert p[0].native == pytest.approx(min(max(s.freq_hz, spec.freq_hz[0]), spec.freq_hz[1]), rel=1e-9)
+                assert p[1].native == pytest.approx(s.gain_db, abs=1e-9)
+                oct_ = 2.0 / np.log(2.0) * np.arcsinh(1.0 / (2.0 * s.q))
+                assert p[2].native == pytest.approx(oct_, rel=1e-9)
+        out = d.active.output
+        reaper.wait_for(lambda rs: out.idle() and out.sent_messages == len(reaper.fxeq_messages()))
+        assert reaper.eq == want
+        assert len(reaper.fxeq_messages()) == 12 and not reaper.fxparam_messages() and not reaper.unknown
+    finally:
+        d.stop()
+        client.close()
+        reaper.close()

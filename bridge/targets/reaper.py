@@ -6,10 +6,19 @@ REAPER's default pattern config (Default.ReaperOSC) has
 (https://www.reaper.fm/sdk/osc/osc.php). Mappings give `reaper_index` as ReaScript does
 (TrackFX_SetParam, 0-based), so the OSC parameter number is reaper_index + 1. REAPER's docs
 warn that a surface that floods it slows the UI; the default interval here is 10 ms.
+
+`units="real"` (config `reaper_units: real`, `--reaper-real-units`) sends ReaEQ's real-unit
+addresses from the same Default.ReaperOSC instead: `/track/<t>/fxeq/band/<b>/freq/hz`,
+`.../gain/db`, `.../q/oct` with the mapping's native values (Hz, dB, octaves), which bypasses
+ReaEQ's undocumented normalized gain and bandwidth curves. REAPER applies `fxeq` to the track's
+first ReaEQ (the FX slot is not part of the address). `<b>` is the band's number in the mapping
+(band1 -> 1), counted from 1 like every other `@` in REAPER's patterns; UNVERIFIED against a
+running REAPER here.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 
@@ -19,6 +28,13 @@ from bridge.targets.base import OutputTarget
 DEFAULT_REAPER_PORT = 8000
 """REAPER's default OSC "local listen port" for a new OSC control surface."""
 DEFAULT_MIN_INTERVAL = 0.010
+UNITS = ("normalized", "real")
+REAL_UNIT_SUFFIX = {"freq": "freq/hz", "gain": "gain/db", "q": "q/oct"}
+"""Role -> the real-unit fxeq address ending (Default.ReaperOSC: FX_EQ_BAND_FREQ/GAIN/Q)."""
+_BAND_KEY = re.compile(r"^[A-Za-z_]*?(\d+)\.(freq|gain|q)$")
+
+
+_F32 = struct.Struct(">f")
 
 
 def _osc_float(address: str, value: float) -> bytes:
@@ -33,22 +49,42 @@ class ReaperOscTarget(OutputTarget):
     inline = True
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_REAPER_PORT, *, track: int = 1,
-                 fx: int = 1, min_interval: float = DEFAULT_MIN_INTERVAL, name: str | None = None) -> None:
+                 fx: int = 1, min_interval: float = DEFAULT_MIN_INTERVAL, name: str | None = None,
+                 units: str = "normalized") -> None:
+        if units not in UNITS:
+            raise ValueError(f"REAPER units must be one of {UNITS}, got {units!r}")
         super().__init__(min_interval=min_interval, name=name or f"reaper:{host}:{port}/track/{track}/fx/{fx}")
         self.host, self.port, self.track, self.fx = host, int(port), int(track), int(fx)
+        self.units = units
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         self._prefix = f"/track/{self.track}/fx/{self.fx}/fxparam/"
+        self._addresses: dict[str, str | None] = {}  # key -> real-unit address (None: not sendable)
+
+    def real_address(self, key: str) -> str | None:
+        """`/track/<t>/fxeq/band/<b>/freq/hz` etc. for a mapping key such as "band2.freq"."""
+        a = self._addresses.get(key, "")
+        if a == "":
+            m = _BAND_KEY.match(key)
+            a = None if m is None else f"/track/{self.track}/fxeq/band/{int(m[1])}/{REAL_UNIT_SUFFIX[m[2]]}"
+            self._addresses[key] = a
+        return a
 
     def address_for(self, p: HostParam) -> str | None:
+        if self.units == "real":
+            return self.real_address(p.key)
         if p.reaper_index is None:
             return None
         return f"{self._prefix}{int(p.reaper_index) + 1}/value"
 
     def wire_value(self, p: HostParam) -> float | None:
+        if self.units == "real":
+            if self.real_address(p.key) is None:
+                return None
+            return _F32.unpack(_F32.pack(float(p.native)))[0]
         if p.reaper_index is None:
             return None
         # The value as a 32-bit OSC float: what REAPER will see, and what "changed" means.
-        return struct.unpack(">f", struct.pack(">f", min(max(float(p.normalized), 0.0), 1.0)))[0]
+        return _F32.unpack(_F32.pack(min(max(float(p.normalized), 0.0), 1.0)))[0]
 
     def _send(self, batch: list[tuple[HostParam, float]]) -> int:
         dest = (self.host, self.port)
@@ -60,4 +96,5 @@ class ReaperOscTarget(OutputTarget):
         self._sock.close()
 
     def describe(self) -> str:
-        return f"REAPER OSC {self.host}:{self.port} track {self.track} fx {self.fx}"
+        units = ", real units (fxeq)" if self.units == "real" else ""
+        return f"REAPER OSC {self.host}:{self.port} track {self.track} fx {self.fx}{units}"
