@@ -40,6 +40,9 @@ log = logging.getLogger("eqbridge.daemon")
 QUEUE_LIMIT = 50_000
 """Events waiting for the engine; beyond this new input is dropped (and counted), not buffered."""
 STATE_FILE = "state.json"
+SAVE_DEBOUNCE_S = 1.0
+"""State is saved (temp file + os.replace) this long after the first unsaved change: a crash
+loses at most the last second; a knob flood writes the file once a second, not per event."""
 _STOP = Event("__stop__")
 _DISABLED = object()
 
@@ -81,6 +84,7 @@ class Daemon:
         self.last_params: list = []
         self.last_fit_error: float | None = None
         self._engine: threading.Thread | None = None
+        self._dirty_at: float | None = None  # monotonic time of the first unsaved change
         self.started = False
         self.t_start = time.time()
         self._answered = False
@@ -206,7 +210,12 @@ class Daemon:
     def _run(self) -> None:
         q = self.queue
         while True:
-            batch = [q.get()]
+            try:  # with unsaved changes, wake up in time to save them (debounced)
+                batch = [q.get(timeout=None if self._dirty_at is None else
+                               max(self._dirty_at + SAVE_DEBOUNCE_S - time.monotonic(), 0.0))]
+            except queue.Empty:
+                self._save_if_due()
+                continue
             try:
                 while len(batch) < QUEUE_LIMIT:
                     batch.append(q.get_nowait())
@@ -219,6 +228,13 @@ class Daemon:
                 log.exception("engine: a burst of %d events failed", len(batch))
             if stop:
                 return
+            self._save_if_due()
+
+    def _save_if_due(self) -> None:
+        """Save the state at most SAVE_DEBOUNCE_S after the first unsaved change (engine thread)."""
+        if self._dirty_at is not None and time.monotonic() - self._dirty_at >= SAVE_DEBOUNCE_S:
+            self._dirty_at = None
+            self._save_state()
 
     def process(self, batch: list[Event]) -> None:
         """Apply one burst and send the result. Runs on the engine thread only."""
@@ -250,6 +266,8 @@ class Daemon:
             except (SessionError, EqBridgeError, ValueError) as exc:
                 self._error(ev, str(exc))
         if changed:
+            if self._dirty_at is None:
+                self._dirty_at = time.monotonic()
             try:
                 self.render()
                 t_in = max((e.t_in for e in batch), default=0.0)

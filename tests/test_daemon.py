@@ -332,3 +332,38 @@ def test_real_phrase_with_reaper_real_units_gives_the_fits_hz_db_and_octaves(tmp
         d.stop()
         client.close()
         reaper.close()
+
+
+def test_state_is_saved_while_running_debounced_and_atomic(tmp_path):
+    """A change reaches state.json without a clean stop (a crash loses at most the debounce)."""
+    reaper = ReaperPeer()
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="fake4"),))
+    state = tmp_path / "state"
+    d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, state_dir=state)
+    d.start()
+    client = UdpPeer()
+    try:
+        dest = ("127.0.0.1", d.osc_port)
+        send_and_wait(client, dest, "/eqbridge/text", "warm")
+        for i in range(200):
+            client.send(dest, "/eqbridge/macro/1", i / 400)
+        send_and_wait(client, dest, "/eqbridge/macro/1", 0.75)
+
+        def saved():
+            try:
+                data = json.loads((state / "state.json").read_text())
+            except (OSError, ValueError):
+                return None
+            return data["targets"][d.session.active]["history"][-1]
+        import time
+        want = {"phrase": "warm", "amount": 0.5, "macros": [0.75] + list(d.session.state.knobs.macros[1:])}
+        for _ in range(600):  # waits for the save; no assertion on how long it took
+            if saved() == want:
+                break
+            time.sleep(0.05)
+        assert saved() == want
+        assert not [p.name for p in state.iterdir() if p.name.startswith(".state-")]  # no temp files left
+    finally:
+        d.stop()
+        client.close()
+        reaper.close()

@@ -136,3 +136,55 @@ def test_ableton_lookup_without_live_fails_with_a_reason():
             tgt.lookup()
     finally:
         tgt.stop()
+
+
+class _FakeMidiPort:
+    def __init__(self, name):
+        self.name, self.sent, self.closed = name, [], False
+
+    def send(self, msg):
+        if self.closed:
+            raise OSError("port gone")
+        self.sent.append(msg)
+
+    def close(self):
+        self.closed = True
+
+
+class _FakeMidiBackend:
+    def __init__(self):
+        self.names = ["Some Synth", "eqb-host:in 1"]
+        self.listings = 0
+        self.opened = []
+
+    def get_output_names(self):
+        self.listings += 1
+        return list(self.names)
+
+    def open_output(self, name):
+        self.opened.append(_FakeMidiPort(name))
+        return self.opened[-1]
+
+
+def test_midi_out_does_not_list_ports_on_every_flush():
+    mido = pytest.importorskip("mido")  # noqa: F841 - MidiCcTarget builds mido messages
+    from bridge.targets import midi_out
+    from bridge.targets.midi_out import MidiCcTarget
+    be = _FakeMidiBackend()
+    tgt = MidiCcTarget("eqb-host", cc_map={"band1.gain": (2, 21)})
+    tgt._backend = lambda: be
+    for i in range(50):
+        tgt._send([(hp("band1.gain", i / 100), i)])
+    assert len(be.opened) == 1 and len(be.opened[0].sent) == 50
+    assert be.listings == 1  # one lookup to open it; none per flush within RECHECK_S
+    # a failed send (unplugged) makes the next flush look again and reopen
+    be.opened[0].closed = True
+    with pytest.raises(OSError):
+        tgt._send([(hp("band1.gain", 0.9), 100)])
+    tgt._send([(hp("band1.gain", 0.9), 101)])
+    assert be.listings == 2 and len(be.opened) == 2 and be.opened[1].sent[-1].value == 101
+    # after RECHECK_S the open port is checked against the list again (a quiet unplug)
+    tgt._checked -= midi_out.RECHECK_S
+    be.names = ["Some Synth"]
+    with pytest.raises(midi_out.MidiNotConnected):
+        tgt._send([(hp("band1.gain", 0.1), 5)])

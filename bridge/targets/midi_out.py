@@ -9,6 +9,7 @@ explicit map, parameters get consecutive CCs from `first_cc` in the order they f
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from bridge.bands import HostParam
@@ -17,6 +18,8 @@ from bridge.targets.base import OutputTarget
 log = logging.getLogger("eqbridge.targets.midi")
 
 DEFAULT_MIN_INTERVAL = 0.005
+RECHECK_S = 1.0
+"""How often an open output port is looked for in the port list (unplug detection)."""
 
 
 class MidiNotConnected(RuntimeError):
@@ -36,6 +39,7 @@ class MidiCcTarget(OutputTarget):
         self.channel, self.next_cc = int(channel), int(first_cc)
         self.backend_name = backend
         self._port: Any = None
+        self._checked = -1e9  # monotonic time the open port was last found in the port list
 
     def _backend(self) -> Any:
         import mido
@@ -55,7 +59,14 @@ class MidiCcTarget(OutputTarget):
         return int(round(min(max(float(p.normalized), 0.0), 1.0) * 127))
 
     def _open(self) -> Any:
+        """The open port. Listing ports costs a system call round (and under JACK a server query),
+        so an open port is re-checked against the port list at most every RECHECK_S seconds, or
+        at once after a send failed; a flush in between sends straight away."""
+        now = time.monotonic()
+        if self._port is not None and now - self._checked < RECHECK_S:
+            return self._port
         be = self._backend()
+        self._checked = now
         if self._port is not None:
             if self._port.name in be.get_output_names():
                 return self._port
@@ -74,9 +85,13 @@ class MidiCcTarget(OutputTarget):
     def _send(self, batch: list[tuple[HostParam, int]]) -> int:
         import mido
         port = self._open()
-        for p, v in batch:
-            ch, cc = self.cc_map[p.key]
-            port.send(mido.Message("control_change", channel=ch - 1, control=cc, value=v))
+        try:
+            for p, v in batch:
+                ch, cc = self.cc_map[p.key]
+                port.send(mido.Message("control_change", channel=ch - 1, control=cc, value=v))
+        except Exception:
+            self._close()  # unplugged? the next attempt lists the ports and reopens
+            raise
         return len(batch)
 
     def _close(self) -> None:
