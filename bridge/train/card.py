@@ -56,7 +56,9 @@ answered from the crowd data when known, through a Spanish-English lexicon, or b
 
 - `text-encoder.int8.onnx`, `tokenizer.json`: all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0,
   see `NOTICE-all-MiniLM-L6-v2.txt`), exported to ONNX with mean pooling and L2 normalisation in the
-  graph and quantised to int8 per channel (`onnxruntime.quantization.quantize_dynamic`). {enc_line}
+  graph; each MatMul's input channels are rescaled SmoothQuant-style (alpha 0.8, scales from generic
+  calibration phrases that are not training descriptors; exact in fp32), then the weights are
+  quantised to int8 per channel (`onnxruntime.quantization.quantize_dynamic`). {enc_line}
 - `head.npz`: the vocabulary (descriptor -> shrunk shape and dB size) and the head (kernel ridge).
 
 ## Data (vendored in `models/data/`, see each SOURCE.md)
