@@ -367,8 +367,11 @@ class Daemon:
         if act is None or act.mapping is None or self.fit_curve is None:
             self.last_params = []
             return
-        fit = self.fit_curve(curve, act.mapping, previous=st.fit)
-        st.fit = fit
+        # warm start only from the same phrase's fit (a knob or the amount moved): from an unrelated
+        # phrase it would be worse than a cold fit
+        previous = st.fit if st.fit_phrase == st.knobs.phrase else None
+        fit = self.fit_curve(curve, act.mapping, previous=previous)
+        st.fit, st.fit_phrase = fit, st.knobs.phrase
         self.last_fit_error = float(getattr(fit, "rms_error_db", float("nan")))
         params = list(act.mapping.host_params(fit.bands))
         self.last_params = params

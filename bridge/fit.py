@@ -63,6 +63,8 @@ _solve = np.linalg.solve
 WARM_PULL = np.array([0.3, 0.005, 0.05])
 STAGE_ITERS = 3  # LM iterations after each greedy addition (the final polish converges)
 FINAL_ITERS = 12
+WARM_MAX_STEP_OCT = 0.5  # a warm refit moves a band's frequency at most this far (octaves)
+WARM_MAX_Q_FACTOR = 2.0  # ... and its Q at most by this factor
 WARM_ITERS = 5
 FINAL_RTOL = 1e-3  # stop when an accepted step lowers the cost by less than this fraction
 STAGE_RTOL = 1e-3
@@ -660,8 +662,13 @@ def _fit_warm(prob: _Problem, previous: Fit) -> list[BandSetting]:
     idx = np.array(placed, dtype=int)
     p = np.array(cols, dtype=np.float64).T.reshape(3, len(placed))
     p = np.clip(p, prob.lo[:, idx], prob.hi[:, idx])
-    p, _, _ = _lm(_Model(prob, kinds, idx, anchor=p.copy()), p, max_iter=WARM_ITERS,
-                  rtol=WARM_RTOL, lam=WARM_LAM0)
+    model = _Model(prob, kinds, idx, anchor=p.copy())
+    # a trust region around the previous fit: a knob turn never throws a band across the spectrum
+    x0 = p.ravel()
+    step = np.concatenate([np.full(model.k, WARM_MAX_STEP_OCT * np.log(2.0)), np.full(model.k, np.inf),
+                           np.full(model.k, np.log(WARM_MAX_Q_FACTOR))])
+    model.lo, model.hi = np.maximum(model.lo, x0 - step), np.minimum(model.hi, x0 + step)
+    p, _, _ = _lm(model, p, max_iter=WARM_ITERS, rtol=WARM_RTOL, lam=WARM_LAM0)
     return _settings(prob, kinds, idx, p, sort_interchangeable=False)
 
 

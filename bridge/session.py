@@ -238,6 +238,7 @@ class TargetState:
     bypass: bool = False
     last_control: str | None = None
     fit: Any = None  # the previous Fit, for warm starts
+    fit_phrase: str | None = None  # the phrase `fit` was made for
     curve: np.ndarray | None = None
 
     def commit(self, knobs: Knobs, control: str | None) -> bool:

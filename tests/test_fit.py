@@ -247,3 +247,19 @@ def _plain_rows(model, x):
             r = cl * abs(gs)
             dr = -r * d / CANCEL_WIDTH ** 2
             yield r, [(i, dr), (j, -dr), (k + s, math.copysign(cl, gs))]
+
+
+def test_warm_refit_stays_in_its_trust_region():
+    """However far the target jumps, a warm refit moves no band more than WARM_MAX_STEP_OCT."""
+    from bridge.fit import WARM_MAX_STEP_OCT
+
+    specs = [BandSpec("ls", ("low_shelf",), (20, 20000), (-15, 15), (0.3, 3)),
+             BandSpec("b1", ("bell",), (20, 20000), (-15, 15), (0.18, 6)),
+             BandSpec("b2", ("bell",), (20, 20000), (-15, 15), (0.18, 6)),
+             BandSpec("hs", ("high_shelf",), (20, 20000), (-15, 15), (0.3, 3))]
+    a = 4.0 * np.sin(np.linspace(0, 3, 40))
+    first = fit_curve(a, specs)
+    second = fit_curve(-a, specs, previous=first)
+    for x, y in zip(first.bands, second.bands):
+        if x.type != "off" and y.type != "off":
+            assert abs(np.log2(y.freq_hz / x.freq_hz)) <= WARM_MAX_STEP_OCT + 1e-9
