@@ -9,6 +9,10 @@ into a real SQLite profile. Then they ask for "W"; we report the mean Pearson r 
 personalized answer and the user's own curve, beside the crowd's r. Also shown: the shipped
 model's answer (TextToCurve, which WAS trained with every session, so it flatters the crowd).
 
+A second, harder run keeps the user's curve under the 5 known English words nearest to W in
+embedding space instead (other words, e.g. a user's own "warm" kept as "hot", "cozy", ...), so
+only the embedding neighbourhood carries it over to W.
+
 The users that matter are those whose meaning differs from the crowd: the table also reports
 users whose own curve correlates below 0.5 with the held-out crowd.
 
@@ -25,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge.model import TextToCurve
-from bridge.personalize import personalize, phrase_embedding
+from bridge.personalize import personalize
 from bridge.profile import ProfileStore
 from bridge.text import parse_phrase
 from bridge.train.data import load_socialfx, zscore
@@ -33,8 +37,10 @@ from bridge.train.data import load_socialfx, zscore
 MIN_ROWS = 5
 KS = (0, 1, 3, 5)
 PARAPHRASES = ("{} sound", "a bit {}", "{} tone", "more {}", "very {}")
-HARD_PARAPHRASES = ("{} sound", "{} tone", "{} timbre", "{} feel", "{} vibe")
-"""No modifier-only paraphrases: every kept descriptor differs from the word asked for."""
+"""Same descriptor, other wording (the grammar reduces all of these to W)."""
+NEIGHBOURS = "neighbours"
+"""Harder: the user keeps their curve under the 5 known English words nearest to W in embedding
+space (W itself excluded), then asks for W: only the embedding neighbourhood can carry it over."""
 SIZE_DB = 3.0  # a typical dB std of an answer at the default amount; r does not depend on it
 
 
@@ -44,8 +50,7 @@ def r(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> None:
     for title, paraphrases in (("paraphrases (modifiers + 'W sound', 'W tone')", PARAPHRASES),
-                               ("harder: only other descriptors ('W sound', 'W tone', 'W timbre', ...)",
-                                HARD_PARAPHRASES)):
+                               ("harder: the 5 nearest other words in embedding space", NEIGHBOURS)):
         print(f"== keeps of {title}")
         run(paraphrases)
         print()
@@ -58,7 +63,16 @@ def run(paraphrases: tuple[str, ...]) -> None:
         by_word[s.word].append(s)
     words = sorted(w for w, rows in by_word.items() if len(rows) >= MIN_ROWS)
     model = TextToCurve()
-    embed = lru_cache(maxsize=None)(model.encoder.embed)
+    embed = lru_cache(maxsize=None)(model.phrase_embedding)
+    vocab = [w for w, lang in zip(model.head.words, model.head.langs)
+             if lang == "en" and embed(w) is not None]  # a few vocabulary words are modifiers ("more")
+    vocab_emb = np.stack([embed(w) for w in vocab])
+
+    def kept_phrases(word: str) -> list[str]:
+        if paraphrases != NEIGHBOURS:
+            return [p.format(word) for p in paraphrases]
+        order = np.argsort(-(vocab_emb @ embed(word)))
+        return [vocab[j] for j in order if vocab[j] != word][:max(KS)]
 
     results = defaultdict(list)  # key -> list of r per user
     weights = defaultdict(list)
@@ -74,14 +88,14 @@ def run(paraphrases: tuple[str, ...]) -> None:
                 differs.append(r(crowd, mine) < 0.5)
                 results["shipped"].append(r(shipped, mine))
                 store.forget()
-                kept = 0
+                kept, phrases = 0, kept_phrases(word)
                 for k in KS:
                     while kept < k:
-                        phrase = paraphrases[kept].format(word)
+                        phrase = phrases[kept]
                         size = abs(parse_phrase(phrase)[0].weight)
-                        store.keep(phrase, phrase_embedding(phrase, embed), mine * SIZE_DB * size, 0.5, "bench")
+                        store.keep(phrase, embed(phrase), mine * SIZE_DB * size, 0.5, "bench")
                         kept += 1
-                    answer, why = personalize(word, phrase_embedding(word, embed), crowd, store)
+                    answer, why = personalize(word, embed(word), crowd, store)
                     results[k].append(r(answer, mine))
                     w = 0.0 if "pulled" not in why else float(why.split("pulled ")[1].split("%")[0]) / 100
                     weights[k].append(w)

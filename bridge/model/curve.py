@@ -74,6 +74,7 @@ class Head:
             raise ModelFileError(f"cannot read {path}: {exc}; run `eqbridge train`") from exc
         self.template = str(z["template"])
         self.words = [str(w) for w in z["words"]]
+        self.langs = [str(x) for x in z["langs"]]
         self.index = {w: i for i, w in enumerate(self.words)}
         for w, i in list(self.index.items()):  # "calido" finds "cálido"; exact spellings win
             self.index.setdefault(strip_accents(w), i)
