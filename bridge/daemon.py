@@ -32,7 +32,7 @@ from bridge.config import DAWS, Config, TargetSpec, default_target
 from bridge.errors import EqBridgeError
 from bridge.daemon_profile import ProfileLink, profile_location  # noqa: F401 (re-exported)
 from bridge.osc_in import PREFIX, OscServer, build_addresses, build_message
-from bridge.session import Event, PhraseCurves, Session, SessionError, coalesce, macros_for
+from bridge.session import DEFAULT_AMOUNT, Event, PhraseCurves, Session, SessionError, coalesce, macros_for
 from bridge.targets.base import OutputTarget
 
 log = logging.getLogger("eqbridge.daemon")
@@ -311,7 +311,8 @@ class Daemon:
                 key, knobs = after
                 st = self.session.states.get(key)
                 if st is not None and st.knobs == knobs:  # the phrase now answers the kept curve itself
-                    st.knobs = st.history[st.position] = replace(knobs, macros=self.session.neutral)
+                    st.knobs = st.history[st.position] = replace(knobs, macros=self.session.neutral,
+                                                                 amount=DEFAULT_AMOUNT)
                     st.last_control = None
             return
         self.profile.require()

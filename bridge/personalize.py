@@ -44,14 +44,18 @@ MAX_NEIGHBOURS = 8
 
 def personalize(phrase_norm: str, embedding: Any, crowd_curve: Any, store: ProfileStore | None, *,
                 threshold: float = SIMILARITY_THRESHOLD, power: float = SIMILARITY_POWER,
-                prior: float = PRIOR_STRENGTH, k: int = MAX_NEIGHBOURS) -> tuple[np.ndarray, str]:
-    """The user's version of the crowd curve for a phrase, and one line saying why."""
+                prior: float = PRIOR_STRENGTH, k: int = MAX_NEIGHBOURS,
+                scale: float = 1.0) -> tuple[np.ndarray, str]:
+    """The user's version of the crowd curve for a phrase, and one line saying why.
+
+    A kept curve is the user's answer at the default amount (keeping folds the knobs in);
+    `scale` (amount asked / default amount) lets the amount knob still work on it."""
     crowd = np.asarray(crowd_curve, dtype=np.float64).copy()
     if store is None:
         return crowd, "crowd (no profile)"
     entry = store.kept_entry(phrase_norm)
     if entry is not None and entry.evidence > 0:
-        return entry.curve.copy(), f"kept by you ({_times(entry.keeps)}" + (
+        return entry.curve * scale, f"kept by you ({_times(entry.keeps)}" + (
             f", undone {entry.undos}x since)" if entry.undos else ")")
     if embedding is None:
         return crowd, "crowd (no embedding to compare with your kept phrases)"

@@ -25,6 +25,13 @@ def test_kept_phrase_comes_back_as_kept_also_after_restart(model, tmp_path):
     assert np.allclose(model.curve("Warm").gains_db, mine)
 
 
+def test_the_amount_knob_still_works_on_a_kept_phrase(model):
+    mine = model.curve("warm").gains_db + np.linspace(-2, 2, 40)
+    model.profile.keep("warm", model.phrase_embedding("warm"), mine, amount=0.7)
+    assert np.allclose(model.curve("warm").gains_db, mine)  # the kept curve is the new default answer
+    assert np.allclose(model.curve("warm", 0.25).gains_db, 0.5 * mine)
+
+
 def test_similar_phrase_is_pulled_toward_the_kept_one(model):
     crowd = model.curve("warmer").gains_db
     mine = model.curve("warm").gains_db + 3.0 * np.sin(np.linspace(0, 6, 40))

@@ -137,7 +137,8 @@ class TextToCurve:
         gains_db = total * (amount / DEFAULT_AMOUNT)
         why = "crowd"
         if self.profile is not None and self.profile.kept_phrases():
-            gains_db, why = personalize(text, self.phrase_embedding(text), gains_db, self.profile)
+            gains_db, why = personalize(text, self.phrase_embedding(text), gains_db, self.profile,
+                                        scale=amount / DEFAULT_AMOUNT)
         if macros:
             gains_db = self.knobs.apply(gains_db, macros)
         gains_db = np.clip(gains_db, -MAX_GAIN_DB, MAX_GAIN_DB)
