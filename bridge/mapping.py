@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from bridge.filters import proportional_from_q, q_from_proportional
 from bridge.bands import BAND_TYPES, BandSetting, BandSpec, HostParam
 from bridge.errors import MappingError
 
@@ -33,7 +34,7 @@ ROLES: tuple[str, ...] = ("freq", "gain", "q", "type", "enable", "slope")
 CONVERSION_KINDS: tuple[str, ...] = (
     "linear", "exponential", "db", "reaper_freq", "table", "choice", "toggle", "fixed",
 )
-Q_UNITS: tuple[str, ...] = ("rbj_q", "octaves")
+Q_UNITS: tuple[str, ...] = ("rbj_q", "octaves", "proportional_q")
 RESPONSES: tuple[str, ...] = ("rbj", "unknown")
 _NO_GAIN_TYPES = frozenset({"low_cut", "high_cut", "notch", "band_pass", "off"})
 
@@ -268,12 +269,12 @@ class Mapping:
         if fp is not None:
             out.append(self._host(f"{key}.freq", fp, _clip(s.freq_hz, spec.freq_hz)))
         gp = bp.get("gain")
+        g = 0.0 if s.type in _NO_GAIN_TYPES else _clip(s.gain_db, spec.gain_db)
         if gp is not None:
-            g = 0.0 if s.type in _NO_GAIN_TYPES else _clip(s.gain_db, spec.gain_db)
             out.append(self._host(f"{key}.gain", gp, g))
         qp = bp.get("q")
         if qp is not None:
-            out.append(self._host(f"{key}.q", qp, _q_to_native(_clip(s.q, spec.q), qp.q_unit)))
+            out.append(self._host(f"{key}.q", qp, _q_to_native(_clip(s.q, spec.q), qp.q_unit, g)))
         return out
 
     @staticmethod
@@ -324,7 +325,8 @@ class Mapping:
             q = spec.fixed_q if spec.fixed_q is not None else None
             qn = val("q")
             if q is None and qn is not None:
-                q = _q_from_native(qn, bp.get("q").q_unit)
+                g_db = float(g) if g is not None and typ not in _NO_GAIN_TYPES else 0.0
+                q = _q_from_native(qn, bp.get("q").q_unit, g_db)
             out.append(BandSetting(typ, float(f if f is not None else 1000.0),
                                    float(g if g is not None and typ not in _NO_GAIN_TYPES else 0.0),
                                    float(q if q is not None else 0.7071), int(slope)))
@@ -486,11 +488,12 @@ def _compile_band(m: "Mapping", spec: BandSpec, bp: BandParams):
         out = on + sw
         if f_host is not None:
             out.append(f_host(float(min(f_hi, max(f_lo, s.freq_hz)))))
+        g = 0.0 if t in _NO_GAIN_TYPES else float(min(g_hi, max(g_lo, s.gain_db)))
         if g_host is not None:
-            out.append(g_host(0.0 if t in _NO_GAIN_TYPES else float(min(g_hi, max(g_lo, s.gain_db)))))
+            out.append(g_host(g))
         if q_host is not None:
             q = float(min(q_hi, max(q_lo, s.q)))
-            out.append(q_host(_q_to_native(q, q_unit) if q_unit == "octaves" else q))
+            out.append(q_host(q if q_unit == "rbj_q" else _q_to_native(q, q_unit, g)))
         return out
 
     return band
@@ -530,17 +533,22 @@ def _type_from_index(p: ParamSpec, i: int) -> tuple[str, int | None]:
     return "off", None
 
 
-def _q_to_native(q: float, unit: str) -> float:
-    """RBJ Q -> the param's native unit (octaves use the analog RBJ relation, as plugin UIs do)."""
+def _q_to_native(q: float, unit: str, gain_db: float = 0.0) -> float:
+    """RBJ Q -> the param's native unit (octaves use the analog RBJ relation, as plugin UIs do;
+    proportional_q is the resonator Q of a proportional-Q bell, bridge.filters.q_from_proportional)."""
     if unit == "octaves":
         return 2.0 / math.log(2.0) * math.asinh(1.0 / (2.0 * q))
+    if unit == "proportional_q":
+        return float(proportional_from_q(q, gain_db))
     return q
 
 
-def _q_from_native(v: float, unit: str) -> float:
+def _q_from_native(v: float, unit: str, gain_db: float = 0.0) -> float:
     """The param's native unit -> RBJ Q (inverse of `_q_to_native`)."""
     if unit == "octaves":
         return 1.0 / (2.0 * math.sinh(math.log(2.0) / 2.0 * max(v, 1e-9)))
+    if unit == "proportional_q":
+        return float(q_from_proportional(v, gain_db))
     return v
 
 

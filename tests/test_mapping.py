@@ -251,3 +251,31 @@ def test_compiled_host_params_equal_the_reference(name):
         assert m.host_params(settings) == m.host_params_reference(settings)
     with pytest.raises(MappingError):
         m.host_params([BandSetting("bell", 1000)] * (len(m.bands) + 1))
+
+
+PROPORTIONAL_Q_YAML = """
+schema: 1
+plugin: {display_name: PropQ, vst3_name: PropQ}
+sample_rate: 48000
+sources: ["a test: a bell whose Q knob is proportional-Q"]
+response: rbj
+bands:
+  - name: b1
+    types: [bell]
+    params:
+      freq: {conversion: {kind: exponential, lo: 20, hi: 20000}, vst3_name: F}
+      gain: {conversion: {kind: linear, lo: -15, hi: 15}, vst3_name: G}
+      q:    {conversion: {kind: linear, lo: 0.1, hi: 10}, unit: proportional_q, vst3_name: Q}
+"""
+
+
+def test_proportional_q_unit_round_trips_through_the_gain():
+    """A proportional-Q knob shows the resonator Q: the host value depends on the band's gain."""
+    from bridge.filters import proportional_from_q
+    from bridge.mapping import mapping_from_text
+
+    m = mapping_from_text(PROPORTIONAL_Q_YAML, "propq.yaml")
+    host = {h.key: h for h in m.host_params([BandSetting("bell", 1000.0, 12.0, 1.0)])}
+    assert host["b1.q"].native == pytest.approx(proportional_from_q(1.0, 12.0))
+    back = m.settings_from_host({k: h.normalized for k, h in host.items()})[0]
+    assert back.q == pytest.approx(1.0, rel=1e-6) and back.gain_db == pytest.approx(12.0, rel=1e-6)
