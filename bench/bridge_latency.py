@@ -71,6 +71,15 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return cur, peak
 
 
+def rss_shmem_mb(pid: int) -> float:
+    """Shared memory counted in RSS: a JACK client maps the server's shared segments (~100 MB),
+    which belong to jackd and every JACK client alike, not to the daemon."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssShmem:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 class Rig:
     def __init__(self, mapping: str, midi: str | None) -> None:
         self.reaper = ReaperPeer()
@@ -249,7 +258,9 @@ def main() -> int:
               f"renders {st['queue']['renders']}")
         print(f"flood: final macro 1 = {st['macros'][0]:.6f}, last sent = {last_value:.6f} -> "
               f"{'EQUAL' if final_ok else 'DIFFERENT'}; still answers: yes")
-        print(f"daemon RSS now {cur:.0f} MB, peak (VmHWM) {max(hwm, peak):.0f} MB   target <= 150 MB")
+        shm = rss_shmem_mb(rig.proc.pid)
+        print(f"daemon RSS now {cur:.0f} MB, peak (VmHWM) {max(hwm, peak):.0f} MB, of which shared memory "
+              f"{shm:.0f} MB (JACK's segments when MIDI is on); without it {cur - shm:.0f} MB   target <= 150 MB")
     finally:
         rc = rig.close()
         if jack is not None:
