@@ -47,3 +47,24 @@ def test_taught_name_works_inside_a_phrase(model):
     ans = model.curve("my vocal air but less harsh")
     assert ans.terms[0].source == "taught"
     assert np.allclose(ans.gains_db, air - model.curve("harsh").gains_db)
+
+
+def test_cli_curve_answers_with_a_profile(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from bridge.profile import open_profile
+
+    mine = np.linspace(-3, 3, 40)
+    with open_profile("me", tmp_path) as store:
+        store.teach("my vocal air", mine)
+    env = dict(os.environ, EQBRIDGE_PROFILE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "bridge", "curve", "--json", "--profile", "me", "my vocal air"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert np.allclose(json.loads(out.stdout)["gains_db"], mine, atol=1e-3)
+    missing = subprocess.run([sys.executable, "-m", "bridge", "curve", "--profile", "nobody", "warm"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert missing.returncode == 2 and "nobody" in missing.stderr and "Traceback" not in missing.stderr

@@ -16,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--amount", type=float, default=None, help="0..1 (default 0.5: a typical SAFE user's size)")
     p.add_argument("--macro", action="append", default=[], metavar="N=V", type=parse_macro,
                    help="turn macro knob N to V (0..1, 0.5 = no change); repeatable")
+    p.add_argument("--profile", metavar="NAME",
+                   help="answer as this user's profile would (kept phrases, taught names)")
     p.add_argument("--json", action="store_true", help="one JSON object per phrase per line")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the curves on a log-frequency axis")
     p.set_defaults(func=run)
@@ -25,6 +27,9 @@ def run(args: argparse.Namespace) -> int:
     from bridge.model import TextToCurve
 
     model = TextToCurve()
+    if args.profile:
+        from bridge.profile import open_profile
+        model.profile = open_profile(args.profile, create=False)
     answers, failed = [], 0
     for phrase in args.phrases:
         try:
