@@ -32,7 +32,8 @@ from bridge.config import DAWS, Config, TargetSpec, default_target
 from bridge.errors import EqBridgeError
 from bridge.daemon_profile import ProfileLink, profile_location  # noqa: F401 (re-exported)
 from bridge.osc_in import PREFIX, OscServer, build_addresses, build_message
-from bridge.session import DEFAULT_AMOUNT, Event, PhraseCurves, Session, SessionError, coalesce, macros_for
+from bridge.model.curve import DEFAULT_AMOUNT, MAX_GAIN_DB
+from bridge.session import Event, PhraseCurves, Session, SessionError, coalesce, macros_for
 from bridge.targets.base import OutputTarget
 
 log = logging.getLogger("eqbridge.daemon")
@@ -105,15 +106,7 @@ class Daemon:
                 self.model_error = f"the text model is unavailable ({type(exc).__name__}: {exc})"
                 log.warning("%s; phrases will be refused", self.model_error)
         if self.model is not None:
-            default_amount = max_gain = None
-            try:
-                from bridge.model import curve as _curve_mod
-                default_amount, max_gain = _curve_mod.DEFAULT_AMOUNT, _curve_mod.MAX_GAIN_DB
-            except Exception:
-                pass
-            default_amount = getattr(self.model, "DEFAULT_AMOUNT", default_amount)
-            max_gain = getattr(self.model, "MAX_GAIN_DB", max_gain)
-            self.curves = PhraseCurves(self.model, default_amount=default_amount, max_gain_db=max_gain)
+            self.curves = PhraseCurves(self.model, default_amount=DEFAULT_AMOUNT, max_gain_db=MAX_GAIN_DB)
         self.session.macros = macros_for(self.model)
         if self.session.macros.kind != "latent":
             log.warning("macro knobs: %s; using the placeholder tilt/low/high", self.session.macros.reason)

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from bridge.erb import FREQS_HZ, N_BANDS
+from bridge.model.curve import DEFAULT_AMOUNT, MAX_GAIN_DB
 
 MACRO_NAMES: tuple[str, ...] = ("tilt", "low", "high")
 """Meaning of the placeholder macros 1, 2, 3 (used only without latent knobs; see the docstring)."""
@@ -32,10 +33,7 @@ MAX_MACROS = 8
 """Most macro knobs any model may have (MIDI bindings may name macro/1 .. macro/MAX_MACROS)."""
 
 NEUTRAL = 0.5
-DEFAULT_AMOUNT = 0.5
 MACRO_RANGE_DB = 6.0
-MAX_GAIN_DB = 24.0
-"""Curves with macros turned are clipped here when the model does not say (as the model clips)."""
 HISTORY_LIMIT = 200
 """Undo steps kept per target; older ones are forgotten."""
 

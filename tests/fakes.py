@@ -14,9 +14,7 @@ import numpy as np
 from bridge.bands import BandSetting, HostParam
 from bridge.erb import FREQS_HZ
 from bridge.errors import PhraseError
-
-DEFAULT_AMOUNT = 0.5
-MAX_GAIN_DB = 24.0
+from bridge.model.curve import DEFAULT_AMOUNT, MAX_GAIN_DB
 
 
 @dataclass(frozen=True)

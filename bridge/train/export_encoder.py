@@ -39,8 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-ENCODER_FILE = "text-encoder.int8.onnx"
-TOKENIZER_FILE = "tokenizer.json"
+from bridge.model.files import ENCODER_FILE, TOKENIZER_FILE
 NOTICE_FILE = "NOTICE-all-MiniLM-L6-v2.txt"
 MAX_TOKENS = 128
 OPSET = 17
