@@ -375,6 +375,10 @@ class ProfileStore:
             return None
         return self._current().kept.get(key)
 
+    def has_kept(self) -> bool:
+        """Whether anything was kept (cheap: the answer path asks this for every phrase)."""
+        return bool(self._current().kept)
+
     def kept_phrases(self) -> list[KeptPhrase]:
         return sorted(self._current().kept.values(), key=lambda k: k.phrase)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable
 
 from bridge.errors import PhraseError
 
@@ -176,19 +176,12 @@ def spelling_variants(word: str) -> set[str]:
     return (deletes | swaps | replaces | inserts) - {word}
 
 
-def canonical_word(word: str, known: Callable[[str], bool]) -> str:
-    """The form of `word` the vocabulary knows (comparatives, plurals, accents), else `word`."""
-    word = normalize_text(word).strip(" .,!?;:'\"")
-    for cand in inflection_candidates(word):
+def known_form(word: str, known: Callable[[str], bool], *, base_only: bool = False) -> str | None:
+    """The form of `word` that `known` accepts: the word itself (unless `base_only`), else an
+    inflection or accent-free spelling of it ("warmer" -> "warm", "calido" -> "cálido")."""
+    candidates = inflection_candidates(word)
+    for cand in candidates[1:] if base_only else candidates:
         if known(cand):
-            return cand
-    return word
-
-
-def comparative_base(word: str, known: Callable[[str], bool]) -> str | None:
-    """Base of an English comparative ("warmer" -> "warm") if the base is known, else None."""
-    for cand in inflection_candidates(word)[1:]:
-        if known(cand) and (word.endswith("er") or word.endswith("ier")):
             return cand
     return None
 
@@ -220,7 +213,3 @@ def parse_phrase(text: str) -> list[Term]:
         if descriptor and tuple(rest) not in MODIFIERS:
             terms.append(Term(descriptor, weight))
     return terms
-
-
-def tokens(text: str) -> Iterable[str]:
-    return _TOKEN_RE.findall(text)

@@ -3,7 +3,7 @@
 import pytest
 
 from bridge.errors import PhraseError
-from bridge.text import MAX_PHRASE_CHARS, canonical_word, check_phrase, parse_phrase
+from bridge.text import MAX_PHRASE_CHARS, check_phrase, known_form, parse_phrase
 
 
 def terms(phrase):
@@ -38,11 +38,12 @@ def test_only_modifiers_gives_no_terms():
 
 def test_inflections_find_the_known_base():
     known = {"warm", "muddy", "fat", "bright"}.__contains__
-    assert canonical_word("warmer", known) == "warm"
-    assert canonical_word("Muddier", known) == "muddy"
-    assert canonical_word("fatter", known) == "fat"
-    assert canonical_word("brightness", known) == "bright"
-    assert canonical_word("glassy", known) == "glassy"
+    assert known_form("warmer", known) == "warm"
+    assert known_form("muddier", known) == "muddy"
+    assert known_form("fatter", known) == "fat"
+    assert known_form("brightness", known) == "bright"
+    assert known_form("bright", known, base_only=True) is None
+    assert known_form("glassy", known) is None
 
 
 @pytest.mark.parametrize("bad", ["", "   \t\n", "!!! ???", "🎸🔥", "12345", "x" * (MAX_PHRASE_CHARS + 1),

@@ -22,7 +22,7 @@ from bridge.model.files import HEAD_FILE, models_dir
 from bridge.model.latent import MacroKnobs
 from bridge.personalize import personalize, phrase_embedding, taught_curve
 from bridge.profile import ProfileStore
-from bridge.text import (SPANISH_TO_ENGLISH, Term, check_phrase, inflection_candidates, parse_phrase,
+from bridge.text import (SPANISH_TO_ENGLISH, check_phrase, known_form, parse_phrase,
                          spelling_variants, strip_accents)
 
 DEFAULT_AMOUNT = 0.5
@@ -136,7 +136,7 @@ class TextToCurve:
             answers.append(TermAnswer(term.text, term.weight, resolved, source))
         gains_db = total * (amount / DEFAULT_AMOUNT)
         why = "crowd"
-        if self.profile is not None and self.profile.kept_phrases():
+        if self.profile is not None and self.profile.has_kept():
             gains_db, why = personalize(text, self.phrase_embedding(text), gains_db, self.profile,
                                         scale=amount / DEFAULT_AMOUNT)
         if macros:
@@ -147,10 +147,6 @@ class TextToCurve:
     def phrase_embedding(self, phrase: str) -> np.ndarray | None:
         """What a phrase is stored and compared under in the profile (signed sum of its descriptors)."""
         return phrase_embedding(check_phrase(phrase), self._embed)
-
-    def descriptor_db(self, descriptor: str) -> np.ndarray:
-        """dB curve of one bare descriptor at the default amount (a copy; the cache is shared)."""
-        return self._descriptor(descriptor)[0].copy()
 
     def _descriptor_uncached(self, descriptor: str) -> tuple[np.ndarray, str, str]:
         """Known word (or inflection) -> its data; Spanish lexicon -> the English word; a typo of a
@@ -178,10 +174,7 @@ class TextToCurve:
 
     def _vocabulary_form(self, word: str) -> str | None:
         """The known word `word` is a form of (itself, an inflection, an accent-free spelling)."""
-        for cand in inflection_candidates(word):
-            if cand in self.head.index:
-                return cand
-        return None
+        return known_form(word, self.head.index.__contains__)
 
     def _typo_of(self, word: str) -> str | None:
         """A known word one edit away (5+ letters), the best-attested if several."""
@@ -190,10 +183,8 @@ class TextToCurve:
 
     @staticmethod
     def _spanish(word: str) -> str | None:
-        for cand in inflection_candidates(word):
-            if cand in SPANISH_TO_ENGLISH:
-                return SPANISH_TO_ENGLISH[cand]
-        return None
+        form = known_form(word, SPANISH_TO_ENGLISH.__contains__)
+        return None if form is None else SPANISH_TO_ENGLISH[form]
 
 
 def _check_amount(amount: object) -> float:
@@ -206,4 +197,4 @@ def _check_amount(amount: object) -> float:
     return value
 
 
-__all__ = ["CurveAnswer", "TermAnswer", "TextToCurve", "DEFAULT_AMOUNT", "Term"]
+__all__ = ["CurveAnswer", "TermAnswer", "TextToCurve", "DEFAULT_AMOUNT"]

@@ -12,7 +12,7 @@ import numpy as np
 
 from bridge.model.encoder import TextEncoder
 from bridge.model.files import HEAD_FILE, LATENT_KNOBS_FILE, models_dir
-from bridge.text import SPANISH_TO_ENGLISH, inflection_candidates, strip_accents
+from bridge.text import SPANISH_TO_ENGLISH, known_form, strip_accents
 from bridge.train import data as D
 from bridge.train import evaluate as E
 from bridge.train import head as H
@@ -43,10 +43,7 @@ class Steps:
 def make_lemma(known: set[str]) -> Callable[[str], str]:
     """Map inflections onto a known base ("brighter" -> "bright"), so folds split by word family."""
     def lemma(word: str) -> str:
-        for cand in inflection_candidates(word)[1:]:
-            if cand in known:
-                return cand
-        return word
+        return known_form(word, known.__contains__, base_only=True) or word
     return lemma
 
 
