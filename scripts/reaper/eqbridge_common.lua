@@ -34,4 +34,14 @@ function M.send(args, timeout_ms)
   return tonumber(code) == 0, output
 end
 
+-- Send, and on failure tell the user why in a message box. Returns "sent" or "error".
+function M.send_or_explain(args, failure)
+  local sent, output = M.send(args)
+  if not sent then
+    reaper.ShowMessageBox(failure .. ":\n" .. (output or ""), "eqbridge", 0)
+    return "error"
+  end
+  return "sent"
+end
+
 return M

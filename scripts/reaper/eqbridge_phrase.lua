@@ -14,12 +14,7 @@ function M.run()
   if phrase == "" then return "empty" end
   reaper.SetExtState("eqbridge", "last_phrase", phrase, true)
   -- "--" ends options, so a phrase that starts with "-" is still a phrase
-  local sent, output = common.send({ "--", phrase })
-  if not sent then
-    reaper.ShowMessageBox("eqbridge could not set the EQ:\n" .. (output or ""), "eqbridge", 0)
-    return "error"
-  end
-  return "sent"
+  return common.send_or_explain({ "--", phrase }, "eqbridge could not set the EQ")
 end
 
 if not EQBRIDGE_TEST then M.run() end

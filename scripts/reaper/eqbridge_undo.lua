@@ -6,12 +6,7 @@ local common = dofile(dir .. "eqbridge_common.lua")
 local M = {}
 
 function M.run()
-  local sent, output = common.send({ "--undo" })
-  if not sent then
-    reaper.ShowMessageBox("eqbridge undo failed:\n" .. (output or ""), "eqbridge", 0)
-    return "error"
-  end
-  return "sent"
+  return common.send_or_explain({ "--undo" }, "eqbridge undo failed")
 end
 
 if not EQBRIDGE_TEST then M.run() end
