@@ -356,8 +356,8 @@ class _Model:
                 rows.append((CROSS_PULL * over, [(i, CROSS_PULL), (j, -CROSS_PULL)]))
         return rows
 
-    def hess_grad(self, state):
-        """Gauss-Newton Hessian J J^T and gradient J r (both of the half cost) at a `cost` state."""
+    def jacobian_t(self, state) -> np.ndarray:
+        """J^T of the weighted grid residual rows at a `cost` state: (3k, grid points)."""
         prob, st, k = self.prob, self.st, self.k
         x, s, rf, abc, half0, y, p, cy, xx, dx, rows = state
         inv = 1.0 / xx
@@ -379,6 +379,12 @@ class _Model:
         d *= scale
         jt = d.reshape(3 * k, prob.npts)
         jt *= prob.sw
+        return jt
+
+    def hess_grad(self, state):
+        """Gauss-Newton Hessian J J^T and gradient J r (both of the half cost) at a `cost` state."""
+        rf, dx, rows = state[2], state[9], state[10]
+        jt = self.jacobian_t(state)
         hess = jt @ jt.T
         hess += self.pdiag
         grad = jt @ rf + self.pw * dx
@@ -509,12 +515,13 @@ def fit_backend() -> str:
 
 
 def fit_curve(target_db: np.ndarray | Sequence[float], bands: Any, *,
-              previous: Fit | None = None, sample_rate: float | None = None,
+              previous: Fit | Sequence[BandSetting] | None = None, sample_rate: float | None = None,
               mapping_name: str = "") -> Fit:
     """Fit the plugin bands `bands` (a Mapping-like object with `.bands`, or BandSpecs) to a curve.
 
     target_db: 40 values in dB at `bridge.erb.FREQS_HZ`. sample_rate: the mapping's if it has one,
-    else 48 kHz. previous: a Fit with as many bands to warm start from (no greedy phase).
+    else 48 kHz. previous: a Fit (or its bands) with as many bands to warm start from (no greedy
+    phase).
     Returns one BandSetting per plugin band; unused bands are type "off".
     """
     target = np.asarray(target_db, dtype=np.float64).reshape(-1)
@@ -526,14 +533,22 @@ def fit_curve(target_db: np.ndarray | Sequence[float], bands: Any, *,
     usable = [i for i in range(nb) if _fit_kinds(specs[i])]
     if usable and all(specs[i].fixed_freq_hz is not None for i in usable):
         settings = _fit_graphic(prob, usable)
-    elif previous is not None and len(previous.bands) == nb:
-        settings = _fit_warm(prob, previous)
+    elif previous is not None and len(prev := getattr(previous, "bands", previous)) == nb:
+        settings = _fit_warm(prob, prev)
     else:
         settings = _fit_greedy(prob, usable)
     return _make_fit(name, settings, target, sr, prob)
 
 
 _CENTRE_W = erb_weights(FREQS_HZ)
+
+
+def score_settings(target_db: np.ndarray | Sequence[float], bands: Any,
+                   settings: Sequence[BandSetting], *, sample_rate: float | None = None) -> Fit:
+    """A Fit for given settings of `bands`: how well they match the target (no fitting)."""
+    target = np.asarray(target_db, dtype=np.float64).reshape(-1)
+    specs, name, sr = _resolve(bands, sample_rate, "")
+    return _make_fit(name, tuple(settings), target, sr, _Problem(target, specs, sr))
 
 
 def _make_fit(name: str, settings: Sequence[BandSetting], target: np.ndarray, sr: float,
@@ -649,10 +664,13 @@ def _fit_greedy(prob: _Problem, usable: list[int]) -> list[BandSetting]:
     return _settings(prob, kinds, idx, p, sort_interchangeable=True)
 
 
-def _fit_warm(prob: _Problem, previous: Fit) -> list[BandSetting]:
+def _warm_model(prob: _Problem, previous: Sequence[BandSetting]) -> tuple[_Model, np.ndarray, np.ndarray, np.ndarray]:
+    """The warm-start problem around previous settings: the bands the fitter can move (same
+    kinds), pulled toward where they were and held inside a trust region, so a knob turn never
+    throws a band across the spectrum. Returns (model, kinds, placed slots, params (3, k))."""
     kinds = np.full(len(prob.specs), -1)
     placed, cols = [], []
-    for i, (b, s) in enumerate(zip(previous.bands, prob.specs)):
+    for i, (b, s) in enumerate(zip(previous, prob.specs)):
         code = KIND_CODES.get(b.type)
         if code is None or code not in _fit_kinds(s):
             continue
@@ -663,13 +681,93 @@ def _fit_warm(prob: _Problem, previous: Fit) -> list[BandSetting]:
     p = np.array(cols, dtype=np.float64).T.reshape(3, len(placed))
     p = np.clip(p, prob.lo[:, idx], prob.hi[:, idx])
     model = _Model(prob, kinds, idx, anchor=p.copy())
-    # a trust region around the previous fit: a knob turn never throws a band across the spectrum
     x0 = p.ravel()
     step = np.concatenate([np.full(model.k, WARM_MAX_STEP_OCT * np.log(2.0)), np.full(model.k, np.inf),
                            np.full(model.k, np.log(WARM_MAX_Q_FACTOR))])
     model.lo, model.hi = np.maximum(model.lo, x0 - step), np.minimum(model.hi, x0 + step)
+    return model, kinds, idx, p
+
+
+def _fit_warm(prob: _Problem, previous: Sequence[BandSetting]) -> list[BandSetting]:
+    model, kinds, idx, p = _warm_model(prob, previous)
     p, _, _ = _lm(model, p, max_iter=WARM_ITERS, rtol=WARM_RTOL, lam=WARM_LAM0)
     return _settings(prob, kinds, idx, p, sort_interchangeable=False)
+
+
+@dataclass(frozen=True, eq=False)
+class FitTangent:
+    """A fit and how its parameters move, to first order, when the target moves along a few
+    directions (one per knob). At the warm-start problem's optimum the gradient is zero, so by the
+    implicit function theorem H dx = J^T W d theta (H the Gauss-Newton Hessian with the pulls, d the
+    directions on the error grid). `settings(theta)` solves that small system, holding parameters
+    that would cross a limit at the limit (an active set, re-solved at most a few times): a knob turn
+    is answered in tens of microseconds, and a warm refit polishes it once the knob rests."""
+
+    bands: tuple[BandSetting, ...]
+    slots: tuple[int, ...]
+    kinds: tuple[str, ...]
+    x0: np.ndarray  # (n,) = (3k,) [ln f, gain dB, ln Q] of the placed bands
+    hess: np.ndarray  # (n, n)
+    rhs: np.ndarray  # (n, m): J^T W d per unit of each direction
+    free: np.ndarray  # (n,) bool: parameters the plugin lets move
+    lo: np.ndarray  # (n,) the plugin's limits within the warm trust region
+    hi: np.ndarray
+
+    def step(self, theta: Sequence[float] | np.ndarray) -> np.ndarray:
+        """The parameter change (n,) for a target move of sum(theta[j] * direction j)."""
+        b = self.rhs @ np.asarray(theta, dtype=np.float64)
+        dx = np.zeros(self.x0.size)
+        held = ~self.free
+        for _ in range(4):
+            f = ~held
+            if not f.any():
+                break
+            rhs = b[f] - self.hess[np.ix_(f, held)] @ dx[held]
+            dx[f] = np.linalg.solve(self.hess[np.ix_(f, f)], rhs)
+            x = self.x0 + dx
+            over = f & ((x < self.lo) | (x > self.hi))
+            if not over.any():
+                break
+            dx[over] = np.clip(x[over], self.lo[over], self.hi[over]) - self.x0[over]
+            held = held | over
+        return dx
+
+    def settings(self, theta: Sequence[float] | np.ndarray) -> tuple[BandSetting, ...]:
+        """Every band's setting with the target moved by sum(theta[j] * direction j)."""
+        x = np.minimum(np.maximum(self.x0 + self.step(theta), self.lo), self.hi)
+        k = len(self.slots)
+        lnf, g, lnq = x[:k].tolist(), x[k:2 * k].tolist(), x[2 * k:].tolist()
+        out = list(self.bands)
+        for j, slot in enumerate(self.slots):
+            out[slot] = BandSetting(self.kinds[j], math.exp(lnf[j]), g[j], math.exp(lnq[j]))
+        return tuple(out)
+
+
+def fit_tangent(fit: Fit, bands: Any, directions_db: np.ndarray | Sequence[Sequence[float]], *,
+                sample_rate: float | None = None) -> FitTangent:
+    """The first-order change of `fit` (made for `bands`) per unit move of its target along each
+    of `directions_db` (m curves of 40 dB values at the ERB centres)."""
+    dirs = np.asarray(directions_db, dtype=np.float64).reshape(-1, N_BANDS)
+    if not np.all(np.isfinite(dirs)):
+        raise ValueError("directions must be finite")
+    specs, _, sr = _resolve(bands, sample_rate, "")
+    if len(fit.bands) != len(specs):
+        raise ValueError(f"the fit has {len(fit.bands)} bands, the mapping {len(specs)}")
+    prob = _Problem(fit.target_db, specs, sr)
+    model, kinds, idx, p = _warm_model(prob, fit.bands)
+    x0 = p.ravel()
+    n = x0.size
+    hess, rhs = np.eye(n), np.zeros((n, dirs.shape[0]))
+    if n:
+        _, state = model.cost(x0)
+        hess, _ = model.hess_grad(state)
+        jt = model.jacobian_t(state)
+        on_grid = np.stack([np.interp(prob.geo.interp_x, _CENTRES_ERB, d) for d in dirs], axis=1)
+        rhs = jt @ (prob.sw[:, None] * on_grid)
+    return FitTangent(bands=tuple(fit.bands), slots=tuple(idx.tolist()),
+                      kinds=tuple(_KIND_NAMES[int(kinds[i])] for i in idx.tolist()),
+                      x0=x0, hess=hess, rhs=rhs, free=model.free.copy(),
+                      lo=model.lo.copy(), hi=model.hi.copy())
 
 
 def graphic_q(freqs_hz: Sequence[float]) -> np.ndarray:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import select
 import socket
 import socketserver
 import struct
@@ -346,6 +347,13 @@ class OscServer(BlockingOSCUDPServer):
     def reply_error(self, client: tuple[str, int] | None, reason: str) -> None:
         if client is not None and self.reply_errors:
             self.send(client, f"{PREFIX}/error", [reason[:500]])
+
+    def pending(self) -> bool:
+        """True when more datagrams are waiting to be read (a burst is arriving)."""
+        try:
+            return bool(select.select([self.socket], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
 
     # ---- life cycle
     @property

@@ -384,10 +384,13 @@ class Session:
         """The active target's curve in dB at the 40 centres (flat when bypassed or empty).
         `ignore_bypass`: the curve the user dialled in even while bypassed (what keep stores)."""
         st = self.state
-        k = st.knobs
         if st.bypass and not ignore_bypass:
             return np.zeros(N_BANDS)
-        base = self.answer_curve(curves)
+        return self.curve_for(st.knobs, curves)
+
+    def curve_for(self, k: Knobs, curves: PhraseCurves | None) -> np.ndarray:
+        """The curve that knobs `k` ask for (not bypassed): the phrase's answer with the macros."""
+        base = None if k.phrase is None or curves is None else curves.gains(k.phrase, k.amount)
         if base is None:
             base = np.zeros(N_BANDS)
         turned = {n: m for n, m in enumerate(k.macros[:self.macros.count], start=1) if m != NEUTRAL}

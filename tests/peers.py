@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 import socket
+import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -35,12 +37,17 @@ def build(address: str, *args: Any) -> bytes:
     return b.build().dgram
 
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None)
+"""Linux's value (asm-generic/socket.h) where Python does not export the name (3.11)."""
+
+
 @dataclass
 class Received:
     address: str
     args: list
-    t: float  # perf_counter at arrival
+    t: float  # perf_counter when the peer's thread read it
     sender: tuple
+    t_kernel_ns: int | None = None  # CLOCK_REALTIME when the datagram reached the socket (SO_TIMESTAMPNS)
 
 
 class UdpPeer:
@@ -50,6 +57,10 @@ class UdpPeer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self.sock.bind(("127.0.0.1", port))
+        # the kernel stamps each datagram on arrival: latency figures then do not include the
+        # time this Python thread takes to get to it (a burst is read one message at a time)
+        if SO_TIMESTAMPNS is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.settimeout(0.1)
         self.port = self.sock.getsockname()[1]
         self.addr = ("127.0.0.1", self.port)
@@ -65,17 +76,22 @@ class UdpPeer:
     def _loop(self) -> None:
         while not self._closing:
             try:
-                data, sender = self.sock.recvfrom(65535)
+                data, anc, _, sender = self.sock.recvmsg(65535, 64)
             except socket.timeout:
                 continue
             except OSError:
                 return
             t = time.perf_counter()
+            tk = None
+            for level, kind, payload in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = struct.unpack("qq", payload[:16])
+                    tk = sec * 1_000_000_000 + nsec
             try:
                 m = OscMessage(data)
-                r = Received(m.address, list(m.params), t, sender)
+                r = Received(m.address, list(m.params), t, sender, tk)
             except Exception:
-                r = Received("<unparsable>", [data], t, sender)
+                r = Received("<unparsable>", [data], t, sender, tk)
             self.handle(r)
             if self.on_receive is not None:
                 self.on_receive(r)

@@ -367,3 +367,46 @@ def test_state_is_saved_while_running_debounced_and_atomic(tmp_path):
         d.stop()
         client.close()
         reaper.close()
+
+
+def test_real_knob_is_answered_from_the_tangent_then_polished_to_the_warm_refit(tmp_path):
+    """A knob move goes out at once from the fit's tangent; once the knobs rest the daemon sends
+    exactly what a warm refit from that answer gives (and the polish fits at least as well)."""
+    import time
+
+    from bridge.daemon import SETTLE_AFTER_S
+    from bridge.fit import score_settings
+    model, mapping, fit_curve, load_mapping, name = _real_modules()
+    reaper = ReaperPeer()
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping=name,
+                                                     min_interval_ms=0.0),))
+    d = Daemon(cfg, model=model, fit_curve=fit_curve, load_mapping=load_mapping, persist=False)
+    d.start()
+    client = UdpPeer()
+    dest = ("127.0.0.1", d.osc_port)
+    try:
+        send_and_wait(client, dest, "/eqbridge/text", "warm")
+        for _ in range(200):  # the tangent is built while the engine is idle
+            if d._tangent is not None:
+                break
+            time.sleep(0.01)
+        assert d._tangent is not None
+        send_and_wait(client, dest, "/eqbridge/macro/1", 0.56)
+        assert d.knob_answers["tangent"] == 1 and d.knob_answers["refit"] == 0
+        answer = d.last_bands
+        curve = d.session.state.curve
+        reaper.wait_for(lambda rs: len(d.knob_error_db) == 1, timeout=5 + 10 * SETTLE_AFTER_S)
+        polished = fit_curve(curve, mapping, previous=answer)
+        assert d.last_bands == polished.bands
+        settle(d, reaper)
+        want = {f"/track/1/fx/1/fxparam/{p.reaper_index + 1}/value": f32(min(max(p.normalized, 0.0), 1.0))
+                for p in mapping.host_params(polished.bands) if p.reaper_index is not None}
+        assert final_values(reaper) == want
+        answered, after = d.knob_error_db[0]
+        assert answered == pytest.approx(score_settings(curve, mapping, answer).rms_error_db)
+        assert after == pytest.approx(polished.rms_error_db) and after <= answered + 1e-3
+        assert d.status()["knob_answers"]["rms_error_db"]["n"] == 1
+    finally:
+        d.stop()
+        client.close()
+        reaper.close()

@@ -104,7 +104,7 @@ def test_turning_macro_1_across_its_range_is_smooth(rig):
     for v in np.linspace(0.0, 1.0, 21):
         rig.send("/eqbridge/macro/1", float(v))
         curves.append(rig.curve())
-        bands.append(rig.d.session.state.fit.bands)  # the fit the params just sent came from
+        bands.append(rig.d.last_bands)  # the settings the params just sent came from
     curves = np.array(curves)
     assert np.ptp(curves[:, 0] - curves[:, -1]) > 3.0  # the knob does something
     step_db = np.max(np.abs(np.diff(curves, axis=0)))

@@ -1,0 +1,95 @@
+"""The fit's tangent: first-order answers to a moving target (how the daemon answers knobs)."""
+
+import numpy as np
+import pytest
+
+from bridge.bands import BandSpec
+from bridge.erb import FREQS_HZ
+from bridge.fit import fit_curve, fit_tangent, score_settings
+from test_fit import eight_band
+
+LOG_F = np.log2(FREQS_HZ / 1000.0)
+TARGET = 4.0 * np.tanh(-LOG_F) + 2.5 * np.exp(-0.5 * ((LOG_F - 1.5) / 0.6) ** 2)
+DIRECTIONS = np.stack([
+    -0.8 * LOG_F,  # a tilt
+    3.0 * np.exp(-0.5 * ((LOG_F + 2.0) / 0.8) ** 2),  # a low bump
+])
+
+
+@pytest.fixture(scope="module")
+def base():
+    bands = eight_band()
+    return bands, fit_curve(TARGET, bands)
+
+
+def test_no_move_gives_back_the_fit(base):
+    bands, fit = base
+    tan = fit_tangent(fit, bands, DIRECTIONS)
+    assert tan.rhs.shape[1] == 2
+    for a, b in zip(tan.settings([0.0, 0.0]), fit.bands):
+        assert a.type == b.type
+        assert a.freq_hz == pytest.approx(b.freq_hz, rel=1e-9)
+        assert a.gain_db == pytest.approx(b.gain_db, abs=1e-9)
+        assert a.q == pytest.approx(b.q, rel=1e-9)
+
+
+@pytest.mark.parametrize("theta", [(0.2, 0.0), (0.0, 0.3)])
+def test_a_small_move_is_answered_as_well_as_a_warm_refit(base, theta):
+    bands, fit = base
+    tan = fit_tangent(fit, bands, DIRECTIONS)
+    moved = TARGET + np.asarray(theta) @ DIRECTIONS
+    answer = score_settings(moved, bands, tan.settings(theta))
+    unchanged = score_settings(moved, bands, fit.bands)
+    refit = fit_curve(moved, bands, previous=fit)
+    assert unchanged.rms_error_db > 5 * answer.rms_error_db  # the answer follows the target
+    assert answer.rms_error_db <= refit.rms_error_db + 0.05
+
+
+def test_the_tangent_predicts_the_refits_change(base, monkeypatch):
+    """Against a converged warm refit: the first-order answer is within 10% of the change in the
+    fitted response, and the relative gap shrinks with the move (it is a derivative: Gauss-Newton
+    curvature leaves a small first-order part, the polish after the knob rests removes it)."""
+    import bridge.fit as fit_module
+    monkeypatch.setattr(fit_module, "WARM_ITERS", 60)
+    monkeypatch.setattr(fit_module, "WARM_RTOL", 1e-14)
+    bands, fit = base
+    tan = fit_tangent(fit, bands, DIRECTIONS)
+    rel = []
+    for s in (1.0, 0.3, 0.1):
+        moved = TARGET + s * DIRECTIONS[0] - 0.5 * s * DIRECTIONS[1]
+        ref = fit_curve(moved, bands, previous=fit)
+        ans = score_settings(moved, bands, tan.settings([s, -0.5 * s]))
+        change = np.max(np.abs(ref.predicted_db - fit.predicted_db))
+        gap = np.max(np.abs(ans.predicted_db - ref.predicted_db))
+        assert change > 0.3 * s
+        rel.append(gap / change)
+    assert max(rel) <= 0.1, rel
+    assert rel[2] < 0.5 * rel[0], rel
+
+
+def test_limits_and_fixed_parameters_hold():
+    specs = [BandSpec("ls", ("low_shelf",), (20.0, 500.0), (-6.0, 6.0), (0.7071, 0.7071), fixed_q=0.7071),
+             BandSpec("b1", ("bell",), (100.0, 8000.0), (-6.0, 6.0), (0.3, 4.0)),
+             BandSpec("hs", ("high_shelf",), (2000.0, 20000.0), (-6.0, 6.0), (0.5, 1.0))]
+    fit = fit_curve(TARGET, specs)
+    tan = fit_tangent(fit, specs, DIRECTIONS)
+    for theta in ([40.0, 0.0], [-40.0, 10.0], [0.0, -25.0]):
+        for spec, s in zip(specs, tan.settings(theta)):
+            if s.type == "off":
+                continue
+            assert spec.freq_hz[0] - 1e-6 <= s.freq_hz <= spec.freq_hz[1] + 1e-6
+            assert spec.gain_db[0] - 1e-9 <= s.gain_db <= spec.gain_db[1] + 1e-9
+            assert spec.q[0] - 1e-9 <= s.q <= spec.q[1] + 1e-9
+            if spec.fixed_q is not None:
+                assert s.q == pytest.approx(spec.fixed_q)
+        # and inside the warm trust region: no band thrown across the spectrum
+        for a, b in zip(tan.settings(theta), fit.bands):
+            assert abs(np.log2(a.freq_hz / b.freq_hz)) <= 0.5 + 1e-9
+
+
+def test_bad_input_is_refused(base):
+    bands, fit = base
+    with pytest.raises(ValueError):
+        fit_tangent(fit, bands, np.full((1, 40), np.nan))
+    with pytest.raises(ValueError):
+        fit_tangent(fit, bands[:4], DIRECTIONS)
