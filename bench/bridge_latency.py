@@ -7,6 +7,8 @@ arrival stamp, so the peer's own Python parsing is not counted):
   - phrase in  (/eqbridge/text, distinct phrases, so neither cache helps)   target p99 <= 5 ms
   - knob in over OSC (/eqbridge/macro/1)                                    target p99 <= 1 ms
   - knob in over MIDI (CC 7 -> amount, through a private JACK server)       target p99 <= 1 ms
+Knobs are measured twice: as isolated jumps (paced far apart, so each one lands on an idle,
+cold daemon) and as a turn (small steps every SWEEP_PERIOD_S, the way a hand moves a knob).
 A knob is answered from the fit's tangent, then polished by a warm refit once the knobs rest
 (bridge.daemon.SETTLE_AFTER_S): the answer is the first flush of parameter messages, "polished"
 the last; both are reported, with the ERB-weighted RMS error of each against the target.
@@ -40,6 +42,7 @@ from peers import JackServer, ReaperPeer, UdpPeer, build  # noqa: E402
 
 INTERVAL_MS = 10.0  # REAPER target default
 FLUSH_GAP_S = 0.005  # one flush arrives within ~1 ms; the next comes >= INTERVAL_MS later
+SWEEP_PERIOD_S = 0.02  # a knob turned at 50 moves/s (the REAPER target sends at most every 10 ms)
 KNOB_QUIET_S = 0.08  # wait this long for a knob's polish (SETTLE_AFTER_S = 30 ms) to arrive
 WORDS = ["warm", "bright", "muddy", "boomy", "airy", "harsh", "thin", "full", "dark", "crisp",
          "tinny", "punchy", "smooth", "nasal", "boxy", "clear", "heavy", "soft", "sharp", "mellow"]
@@ -148,6 +151,32 @@ class Rig:
         first_flush = [m for m in new if ms(m) - ms(new[0]) < FLUSH_GAP_S * 1000]
         return ms(first_flush[-1]), ms(new[-1])
 
+    def sweep(self, send_move, n: int, period_s: float = SWEEP_PERIOD_S) -> tuple[list[float], int]:
+        """Turn a knob: `send_move(i)` n times, one every period_s (longer than the REAPER
+        interval, so the rate limiter never holds a move back). Returns each move's answer latency
+        (ms from its send to the last parameter message that arrived before the next move) and how
+        many moves changed no parameter (nothing to send)."""
+        n_reaper = len(self.reaper.received)
+        sends = []
+        t_next = time.perf_counter()
+        for i in range(n):
+            while (d := t_next - time.perf_counter()) > 0:
+                time.sleep(min(d, 0.001) if d > 0.0015 else 0)
+            sends.append(time.time_ns())
+            send_move(i)
+            t_next += period_s
+        time.sleep(0.2)  # the polish after the last move arrives outside its window
+        arrivals = np.array([m.t_kernel_ns if m.t_kernel_ns is not None else 0
+                             for m in self.reaper.received[n_reaper:]], dtype=np.int64)
+        lat, silent = [], 0
+        for t0 in sends:
+            mine = arrivals[(arrivals >= t0) & (arrivals < t0 + int(period_s * 1e9))]
+            if mine.size:
+                lat.append((int(mine.max()) - t0) / 1e6)
+            else:
+                silent += 1
+        return lat, silent
+
     def close(self) -> int:
         self.proc.terminate()
         self.proc.wait(timeout=30)
@@ -218,6 +247,12 @@ def main() -> int:
             print(f"OSC knob -> polished   {pct(pol)}")
             print(f"   inside the daemon (last 2000 events): {rig.status()['latency_ms']}")
             print(knob_errors(rig))
+        if "osc" in stages:
+            turn = [0.3 + 0.005 * (i % 80 if (i // 80) % 2 == 0 else 80 - i % 80) for i in range(a.events)]
+            lat, silent = rig.sweep(lambda i: rig.client.send(rig.dest, "/eqbridge/macro/1", turn[i]), a.events)
+            results["knob_osc_turn"] = pct(lat)
+            print(f"OSC knob turned (steps of 0.005 every {SWEEP_PERIOD_S * 1000:.0f} ms) -> answer "
+                  f"{results['knob_osc_turn']}, {silent} moves changed nothing   target p99 <= 1 ms")
         # MIDI knob
         if jack is not None and "midi" in stages:
             import mido
@@ -242,6 +277,12 @@ def main() -> int:
                     lost_in_a_row = 0
                 else:
                     lost_in_a_row += 1
+            turn = [40 + (i % 60 if (i // 60) % 2 == 0 else 60 - i % 60) for i in range(a.events)]
+            tl, silent = rig.sweep(lambda i: surface.send(mido.Message("control_change", control=7, value=turn[i])),
+                                   a.events)
+            results["knob_midi_turn"] = pct(tl) if tl else "no output"
+            print(f"MIDI knob turned (CC steps of 1 every {SWEEP_PERIOD_S * 1000:.0f} ms) -> answer "
+                  f"{results['knob_midi_turn']}, {silent} moves lost or changed nothing   target p99 <= 1 ms")
             surface.close()
             results["knob_midi"] = (pct(lat) if lat else "no output") + f", lost {a.events - len(lat)}"
             print(f"MIDI knob -> answer    {results['knob_midi']}   target p99 <= 1 ms")

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import queue
+import sys
 import tempfile
 import threading
 import time
@@ -54,11 +55,16 @@ STATE_FILE = "state.json"
 SAVE_DEBOUNCE_S = 1.0
 """State is saved (temp file + os.replace) this long after the first unsaved change: a crash
 loses at most the last second; a knob flood writes the file once a second, not per event."""
+GIL_SWITCH_S = 0.0005
+INLINE_GAP_S = 0.002
+"""An OSC knob move is answered on the OSC thread only if the previous one came this long before."""
 SETTLE_AFTER_S = 0.03
 """A knob answer from the tangent is polished by a warm refit after the knobs rest this long."""
 TANGENT_REACH = 0.15
 """Beyond this distance from the tangent's base (in knob units, on any knob) the answer is polished
-at once after it is sent, and the tangent rebuilt there: first order is only good nearby."""
+after only SETTLE_FAR_AFTER_S without moves, and the tangent rebuilt there: first order is only
+good nearby. (Never at once: during a stream of moves the engine stays free for the input.)"""
+SETTLE_FAR_AFTER_S = 0.005
 TANGENT_H = 0.02
 """Finite-difference step (knob units) for each knob's direction: the curve is linear in the
 amount and the macros (PCA decoder) except where it clips at MAX_GAIN_DB."""
@@ -107,6 +113,7 @@ class Daemon:
         self._engine_lock = threading.Lock()  # held while processing events or idle work
         self._count_lock = threading.Lock()
         self._unprocessed = 0  # events queued and not yet processed
+        self._last_inline_try = 0.0  # t_in of the last OSC knob move
         self.dropped = 0
         self.renders = 0
         self.latency_ms: deque[float] = deque(maxlen=2000)  # input received -> EQ values handed out
@@ -171,6 +178,10 @@ class Daemon:
                 log.warning("mappings unavailable (%s): curves are reported but not sent", exc)
 
     def start(self) -> "Daemon":
+        # The engine's numpy work holds the GIL in small steps; by default a waiting thread gets it
+        # only after 5 ms, so the OSC thread would read one datagram per 5 ms under load (and the
+        # kernel drops the rest). 0.5 ms keeps input flowing at a small switching cost.
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
         self._resolve()
         self.profile.open()
         if self.profile.store is not None and self.model is not None and hasattr(self.model, "profile"):
@@ -253,8 +264,11 @@ class Daemon:
 
     def _answer_inline(self, ev: Event) -> bool:
         """Process a lone knob move on the calling thread; False: queue it. Order is kept: only when
-        nothing older is queued or in process, and no newer datagram waits on the socket."""
-        if not self.started or not self._engine_lock.acquire(blocking=False):
+        nothing older is queued or in process, and no newer datagram waits on the socket. Not in a
+        stream of moves (INLINE_GAP_S): there the OSC thread must keep reading, the engine coalesce."""
+        gap = ev.t_in - self._last_inline_try
+        self._last_inline_try = ev.t_in
+        if gap < INLINE_GAP_S or not self.started or not self._engine_lock.acquire(blocking=False):
             return False
         try:
             if self._unprocessed or (self.osc is not None and self.osc.pending()):
@@ -500,7 +514,7 @@ class Daemon:
         st.fit, st.fit_phrase = bands, k.phrase  # the polish starts from what was sent
         st.curve = self.session.target_curve(self.curves)  # exact, for the feedback (after the send)
         far = max(abs(t) for t in theta) > TANGENT_REACH
-        self._settle_at = time.monotonic() + (0.0 if far else SETTLE_AFTER_S)
+        self._settle_at = time.monotonic() + (SETTLE_FAR_AFTER_S if far else SETTLE_AFTER_S)
         return True
 
     def _settle(self) -> None:

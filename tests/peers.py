@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from pythonosc.osc_message import OscMessage
+from pythonosc.osc_packet import OscPacket
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 
@@ -87,18 +88,19 @@ class UdpPeer:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     sec, nsec = struct.unpack("qq", payload[:16])
                     tk = sec * 1_000_000_000 + nsec
-            try:
-                m = OscMessage(data)
-                r = Received(m.address, list(m.params), t, sender, tk)
+            try:  # a bundle's messages arrive together (OSC 1.0: all or none)
+                rs = [Received(m.message.address, list(m.message.params), t, sender, tk)
+                      for m in OscPacket(data).messages]
             except Exception:
-                r = Received("<unparsable>", [data], t, sender, tk)
-            self.handle(r)
-            if self.on_receive is not None:
-                self.on_receive(r)
+                rs = [Received("<unparsable>", [data], t, sender, tk)]
+            for r in rs:
+                self.handle(r)
+                if self.on_receive is not None:
+                    self.on_receive(r)
             with self.cond:
-                self.count += 1
+                self.count += len(rs)
                 if self.keep:
-                    self.received.append(r)
+                    self.received.extend(rs)
                 self.cond.notify_all()
 
     def handle(self, r: Received) -> None:
