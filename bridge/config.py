@@ -18,6 +18,8 @@ targets:                   # the first is active at start; /eqbridge/target NAME
     fx: 1
     mapping: reaper-reaeq
     min_interval_ms: 10
+    reaper_units: normalized   # or real: ReaEQ's /track/T/fxeq/... addresses in Hz / dB / octaves
+    osc_bundle: false      # true: each flush as one OSC bundle datagram (see bridge/targets/reaper.py)
   - name: live
     daw: ableton
     port: 11000
@@ -83,6 +85,8 @@ class TargetSpec:
     backend: str | None = None
     reaper_units: str = "normalized"
     """REAPER only: "normalized" (fxparam 0..1) or "real" (ReaEQ's fxeq Hz / dB / octaves)."""
+    osc_bundle: bool = False
+    """REAPER only: send each flush as OSC bundles instead of one datagram per parameter."""
 
     @property
     def key(self) -> str:
@@ -96,7 +100,8 @@ class TargetSpec:
         slot = "device" if self.daw == "ableton" else "fx"
         return (f"{self.name}: {self.daw} at {self.host}:{self.port}, track {self.track}, "
                 f"{slot} {self.fx}, mapping {self.mapping}, every >= {self.min_interval_ms:g} ms"
-                + (", real units (fxeq)" if self.reaper_units == "real" else ""))
+                + (", real units (fxeq)" if self.reaper_units == "real" else "")
+                + (", OSC bundles" if self.osc_bundle else ""))
 
 
 @dataclass(frozen=True)
@@ -189,7 +194,7 @@ def _check_keys(d: Any, allowed: set[str], where: str) -> dict:
 def _target(d: Any, i: int) -> TargetSpec:
     where = f"targets[{i}]"
     _check_keys(d, {"name", "daw", "host", "port", "track", "fx", "device", "mapping", "min_interval_ms",
-                    "reply_port", "port_name", "cc_map", "backend", "reaper_units"}, where)
+                    "reply_port", "port_name", "cc_map", "backend", "reaper_units", "osc_bundle"}, where)
     daw = d.get("daw", "reaper")
     if daw not in DAWS:
         raise ConfigError(f"{where}.daw: must be one of {', '.join(DAWS)}, got {daw!r}")
@@ -217,6 +222,10 @@ def _target(d: Any, i: int) -> TargetSpec:
         if daw != "reaper" or d["reaper_units"] not in ("normalized", "real"):
             raise ConfigError(f"{where}.reaper_units: normalized or real, for daw: reaper only; got {d['reaper_units']!r}")
         kw["reaper_units"] = d["reaper_units"]
+    if "osc_bundle" in d:
+        if daw != "reaper" or not isinstance(d["osc_bundle"], bool):
+            raise ConfigError(f"{where}.osc_bundle: true or false, for daw: reaper only; got {d['osc_bundle']!r}")
+        kw["osc_bundle"] = d["osc_bundle"]
     if "backend" in d and d["backend"] is not None:
         kw["backend"] = _str(d["backend"], f"{where}.backend")
     if daw == "midi":
@@ -355,7 +364,7 @@ def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | 
                    fx: int | None = None, mapping: str | None = None,
                    feedback: list[str] | None = None, midi_input: str | None = None,
                    midi_backend: str | None = None, profile: str | None = None,
-                   reaper_real_units: bool = False) -> Config:
+                   reaper_real_units: bool = False, reaper_bundle: bool = False) -> Config:
     """Apply command-line flags: --reaper/--ableton replace the targets; --track/--fx/--mapping
     change the targets given by flags, or the first configured target when none are."""
     kw: dict[str, Any] = {}
@@ -377,6 +386,9 @@ def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | 
         kw["targets"] = (replace(cfg.targets[0], **over),) + cfg.targets[1:]
     if reaper_real_units:  # --reaper-real-units: every REAPER target sends ReaEQ's fxeq addresses
         kw["targets"] = tuple(replace(t, reaper_units="real") if t.daw == "reaper" else t
+                              for t in kw.get("targets", cfg.targets))
+    if reaper_bundle:  # --reaper-bundle: every REAPER target sends each flush as OSC bundles
+        kw["targets"] = tuple(replace(t, osc_bundle=True) if t.daw == "reaper" else t
                               for t in kw.get("targets", cfg.targets))
     if feedback:
         kw["feedback"] = cfg.feedback + tuple(parse_host_port(f, "--feedback") for f in feedback)

@@ -309,8 +309,7 @@ class Daemon:
                     self._unprocessed -= len(batch)
             if stop:
                 return
-            with self._engine_lock:
-                self._save_if_due()
+            self._save_if_due()
 
     def _idle_timeout(self) -> float | None:
         due = [t for t in (self._settle_at, None if self._dirty_at is None else self._dirty_at + SAVE_DEBOUNCE_S)
@@ -330,13 +329,18 @@ class Daemon:
             except Exception:
                 log.exception("engine: idle work failed")
                 self._settle_at, self._tangent_wanted = None, False
-            self._save_if_due()
+        self._save_if_due()
 
     def _save_if_due(self) -> None:
-        """Save the state at most SAVE_DEBOUNCE_S after the first unsaved change (engine thread)."""
-        if self._dirty_at is not None and time.monotonic() - self._dirty_at >= SAVE_DEBOUNCE_S:
+        """Save the state at most SAVE_DEBOUNCE_S after the first unsaved change (engine thread).
+        The snapshot is taken under the engine lock, the file written outside it: a knob moved
+        meanwhile is not held up by the disk."""
+        with self._engine_lock:
+            if self._dirty_at is None or time.monotonic() - self._dirty_at < SAVE_DEBOUNCE_S:
+                return
             self._dirty_at = None
-            self._save_state()
+            snapshot = self._state_snapshot()
+        self._write_state(snapshot)
 
     def process(self, batch: list[Event]) -> None:
         """Apply one burst and send the result. Runs on the engine thread only."""
@@ -609,7 +613,7 @@ class Daemon:
         if spec.daw == "midi":
             okey: tuple = ("midi", spec.port_name, spec.cc_map)
         else:
-            okey = (spec.daw, spec.host, spec.port, spec.track, spec.fx, spec.reaper_units)
+            okey = (spec.daw, spec.host, spec.port, spec.track, spec.fx, spec.reaper_units, spec.osc_bundle)
         out = self.outputs.get(okey)
         if out is not None:
             return out
@@ -617,7 +621,7 @@ class Daemon:
         if spec.daw == "reaper":
             from bridge.targets.reaper import ReaperOscTarget
             out = ReaperOscTarget(spec.host, spec.port, track=spec.track, fx=spec.fx, min_interval=interval,
-                                  units=spec.reaper_units)
+                                  units=spec.reaper_units, bundle=spec.osc_bundle)
         elif spec.daw == "ableton":
             from bridge.targets.ableton import AbletonOscTarget
             for k in [k for k, o in self.outputs.items() if k[0] == "ableton"]:
@@ -686,14 +690,21 @@ class Daemon:
             self.session.load_json(data)
 
     def _save_state(self) -> None:
-        if not self.persist:
+        self._write_state(self._state_snapshot())
+
+    def _state_snapshot(self) -> str | None:
+        return json.dumps(self.session.to_json()) if self.persist else None
+
+    def _write_state(self, snapshot: str | None) -> None:
+        """Temp file + os.replace: a crash leaves the old file or the new one, never half of one."""
+        if snapshot is None:
             return
         p = self._state_path()
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".state-", dir=p.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.session.to_json(), f)
+                f.write(snapshot)
             os.replace(tmp, p)
         except OSError as exc:
             log.warning("could not save state to %s: %s", p, exc)

@@ -40,6 +40,33 @@ def test_reaper_addresses_are_one_based_and_values_normalized(reaper):
         ("/track/3/fx/2/fxparam/6/value", 1.0)]
 
 
+def test_reaper_bundles_carry_the_same_messages_in_few_datagrams():
+    """osc_bundle: one flush -> OSC 1.0 bundles under MAX_DATAGRAM, the same messages inside."""
+    from pythonosc.osc_bundle import OscBundle
+
+    from bridge.targets.reaper import MAX_DATAGRAM, _osc_float, osc_bundles
+    peer = ReaperPeer()
+    tgt = ReaperOscTarget("127.0.0.1", peer.port, track=3, fx=2, min_interval=0.0, bundle=True)
+    tgt.start()
+    try:
+        params = [hp(f"p{i}", i / 100.0, idx=i) for i in range(60)]
+        assert tgt.submit(params) == 60
+        peer.wait_for(lambda rs: len(rs) >= 60)
+        assert sorted(peer.fxparam_messages()) == sorted(
+            (f"/track/3/fx/2/fxparam/{i + 1}/value", f32(i / 100.0)) for i in range(60))
+        assert tgt.sent_messages == 60
+        assert len({r.t for r in peer.received}) <= 3  # a few datagrams, not 60 (a bundle's messages share one read)
+    finally:
+        tgt.stop()
+        peer.close()
+    msgs = [_osc_float(f"/track/1/fx/1/fxparam/{i}/value", i / 7.0) for i in range(60)]
+    dgrams = osc_bundles(msgs)
+    assert 1 < len(dgrams) < 60 and all(len(d) <= MAX_DATAGRAM for d in dgrams)
+    inside = [m.dgram for d in dgrams for m in OscBundle(d)._contents]
+    assert inside == msgs
+    assert osc_bundles([]) == []
+
+
 def test_only_what_changed_is_sent(reaper):
     peer, tgt = reaper
     tgt.submit([hp("a", 0.25, idx=0), hp("b", 0.5, idx=1)])
@@ -126,7 +153,7 @@ def test_ableton_finds_parameters_by_name_and_sends_native_values(live):
     # "1 Gain A" is index 2 and clamped to Live's max of 15 dB; the unknown name is skipped
     assert sets == [(1, 2, 2, 15.0), (1, 2, 4, 480.0), (1, 2, 5, 3.5)]
     assert tgt.names is not None and tgt.names[0] == "Device On"
-    assert tgt.query_value_strings([5]) == {5: "3.50"}
+    assert tgt.query_value_strings([5]) == {5: "3.5 dB"}
 
 
 def test_ableton_lookup_without_live_fails_with_a_reason():

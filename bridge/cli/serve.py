@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reaper", metavar="HOST:PORT", help="drive REAPER's OSC surface at HOST:PORT (default port 8000)")
     p.add_argument("--reaper-real-units", action="store_true",
                    help="REAPER: send ReaEQ's real-unit OSC (/track/T/fxeq/band/B/freq/hz, gain/db, q/oct)")
+    p.add_argument("--reaper-bundle", action="store_true",
+                   help="REAPER: send each batch of parameter values as one OSC bundle (one datagram)")
     p.add_argument("--ableton", metavar="HOST:PORT", help="drive Ableton Live through AbletonOSC (default port 11000)")
     p.add_argument("--track", type=int, metavar="T", help="track (REAPER: 1-based, 0 = master; Live: 0-based)")
     p.add_argument("--fx", type=int, metavar="F", help="FX slot (REAPER: 1-based) or device index (Live: 0-based)")
@@ -50,7 +52,8 @@ def build_config(args: argparse.Namespace):
                           ableton=args.ableton, track=args.track, fx=args.fx, mapping=args.mapping,
                           feedback=args.feedback, midi_input=args.midi_in, midi_backend=args.midi_backend,
                           profile=getattr(args, "profile", None),
-                          reaper_real_units=getattr(args, "reaper_real_units", False))
+                          reaper_real_units=getattr(args, "reaper_real_units", False),
+                          reaper_bundle=getattr(args, "reaper_bundle", False))
 
 
 def check(cfg) -> int:

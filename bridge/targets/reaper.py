@@ -14,6 +14,13 @@ ReaEQ's undocumented normalized gain and bandwidth curves. REAPER applies `fxeq`
 first ReaEQ (the FX slot is not part of the address). `<b>` is the band's number in the mapping
 (band1 -> 1), counted from 1 like every other `@` in REAPER's patterns; UNVERIFIED against a
 running REAPER here.
+
+`bundle=True` (config `osc_bundle: true`, `--reaper-bundle`) sends each flush as OSC bundles
+(immediate time tag) of at most MAX_DATAGRAM bytes instead of one datagram per parameter: one
+system call and one wake-up of the receiver instead of twelve (bench/bridge_latency.py measures
+both). OSC 1.0 requires receivers to accept bundles, and REAPER bundles its own output (its OSC
+surface settings have an "outgoing max packet size"), but REAPER's handling of incoming bundles is
+UNVERIFIED here, so per-message sending stays the default.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ _BAND_KEY = re.compile(r"^[A-Za-z_]*?(\d+)\.(freq|gain|q)$")
 
 
 _F32 = struct.Struct(">f")
+MAX_DATAGRAM = 1400
+"""Bundle size limit: below a typical Ethernet MTU, so a bundle to another machine is never
+fragmented."""
+_BUNDLE_HEAD = b"#bundle\0" + struct.pack(">Q", 1)  # OSC 1.0: time tag 1 = immediately
 
 
 def _osc_float(address: str, value: float) -> bytes:
@@ -44,18 +55,37 @@ def _osc_float(address: str, value: float) -> bytes:
     return a + b",f\0\0" + struct.pack(">f", value)
 
 
+def osc_bundles(messages: list[bytes], max_bytes: int = MAX_DATAGRAM) -> list[bytes]:
+    """Pack encoded OSC messages into as few bundles (OSC 1.0: "#bundle", time tag, then each
+    element as a big-endian int32 size and its bytes) as fit in max_bytes each."""
+    out: list[bytes] = []
+    parts: list[bytes] = []
+    size = len(_BUNDLE_HEAD)
+    for m in messages:
+        element = struct.pack(">i", len(m)) + m
+        if parts and size + len(element) > max_bytes:
+            out.append(_BUNDLE_HEAD + b"".join(parts))
+            parts, size = [], len(_BUNDLE_HEAD)
+        parts.append(element)
+        size += len(element)
+    if parts:
+        out.append(_BUNDLE_HEAD + b"".join(parts))
+    return out
+
+
 class ReaperOscTarget(OutputTarget):
     kind = "reaper"
     inline = True
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_REAPER_PORT, *, track: int = 1,
                  fx: int = 1, min_interval: float = DEFAULT_MIN_INTERVAL, name: str | None = None,
-                 units: str = "normalized") -> None:
+                 units: str = "normalized", bundle: bool = False) -> None:
         if units not in UNITS:
             raise ValueError(f"REAPER units must be one of {UNITS}, got {units!r}")
         super().__init__(min_interval=min_interval, name=name or f"reaper:{host}:{port}/track/{track}/fx/{fx}")
         self.host, self.port, self.track, self.fx = host, int(port), int(track), int(fx)
         self.units = units
+        self.bundle = bool(bundle)
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
         self._prefix = f"/track/{self.track}/fx/{self.fx}/fxparam/"
         self._addresses: dict[str, str | None] = {}  # key -> real-unit address (None: not sendable)
@@ -88,13 +118,18 @@ class ReaperOscTarget(OutputTarget):
 
     def _send(self, batch: list[tuple[HostParam, float]]) -> int:
         dest = (self.host, self.port)
-        for p, v in batch:
-            self._sock.sendto(_osc_float(self.address_for(p), v), dest)  # type: ignore[arg-type]
-        return len(batch)
+        messages = [_osc_float(self.address_for(p), v) for p, v in batch]  # type: ignore[arg-type]
+        if not self.bundle:
+            for m in messages:
+                self._sock.sendto(m, dest)
+            return len(messages)
+        for dgram in osc_bundles(messages):
+            self._sock.sendto(dgram, dest)
+        return len(messages)
 
     def _close(self) -> None:
         self._sock.close()
 
     def describe(self) -> str:
-        units = ", real units (fxeq)" if self.units == "real" else ""
+        units = (", real units (fxeq)" if self.units == "real" else "") + (", OSC bundles" if self.bundle else "")
         return f"REAPER OSC {self.host}:{self.port} track {self.track} fx {self.fx}{units}"
