@@ -165,12 +165,33 @@ class LiveParam:
     value: float = 0.0
 
 
-class AbletonPeer(UdpPeer):
-    """AbletonOSC: devices[(track, device)] = [LiveParam...]; replies go to (sender IP, reply_port)."""
+def eq_eight_display(p: LiveParam) -> str:
+    """What Live's EQ Eight shows for a value: "120 Hz", "1.00 kHz", "-3.0 dB", "0.71"."""
+    if "Frequency" in p.name:
+        return f"{p.value:.0f} Hz" if p.value < 1000 else f"{p.value / 1000:.2f} kHz"
+    if "Gain" in p.name:
+        return f"{p.value:.1f} dB"
+    return f"{p.value:.2f}"
 
-    def __init__(self, devices: dict[tuple[int, int], list[LiveParam]], reply_port: int, port: int = 0) -> None:
+
+def frequencies_shown_in(unit: str) -> Callable[[LiveParam], str]:
+    """A Live that lies: frequencies shown with `unit` (e.g. "dB"), everything else as EQ Eight does."""
+    def display(p: LiveParam) -> str:
+        return f"{p.value:.1f} {unit}" if "Frequency" in p.name else eq_eight_display(p)
+    return display
+
+
+class AbletonPeer(UdpPeer):
+    """AbletonOSC: devices[(track, device)] = [LiveParam...]; replies go to (sender IP, reply_port).
+
+    `display(param)` makes the value_string reply (None: no reply, like an AbletonOSC without it).
+    """
+
+    def __init__(self, devices: dict[tuple[int, int], list[LiveParam]], reply_port: int, port: int = 0,
+                 display: Callable[[LiveParam], str | None] = eq_eight_display) -> None:
         self.devices = devices
         self.reply_port = reply_port
+        self.display = display
         self.sets: list[tuple[int, int, int, float]] = []
         super().__init__(port)
 
@@ -186,9 +207,12 @@ class AbletonPeer(UdpPeer):
             what = base.rsplit("/", 1)[1]
             vals = [getattr(p, what) for p in params]
             self.send(dest, base, a[0], a[1], *vals)
-        elif base == "/live/device/get/parameter/value_string":
-            p = params[int(a[2])]
-            self.send(dest, base, a[0], a[1], int(a[2]), f"{p.value:.2f}")
+        elif base == "/live/device/get/parameter/value":
+            self.send(dest, base, a[0], a[1], int(a[2]), float(params[int(a[2])].value))
+        elif base == "/live/device/get/parameter/value_string":  # track device param string
+            shown = self.display(params[int(a[2])])
+            if shown is not None:
+                self.send(dest, base, a[0], a[1], int(a[2]), shown)
         elif base == "/live/device/set/parameter/value":
             i, v = int(a[2]), float(a[3])
             params[i].value = v
