@@ -133,7 +133,7 @@ class Daemon:
         self._tangent: _KnobTangent | None = None
         self._tangent_wanted = False
         self._settle_at: float | None = None  # monotonic time to polish a tangent answer
-        self.knob_answers = {"tangent": 0, "refit": 0}
+        self.knob_answers = {"tangent": 0, "refit": 0, "on_osc_thread": 0}
         self.knob_error_db: deque[tuple[float, float]] = deque(maxlen=2000)  # (tangent, polished)
         name = (cfg.profile if persist else None) if profile is None else (profile or None)
         self.profile = ProfileLink(name, self.state_dir, send=self._send, on_changed=self._profile_changed)
@@ -274,6 +274,7 @@ class Daemon:
             if self._unprocessed or (self.osc is not None and self.osc.pending()):
                 return False
             timers = (self._settle_at, self._tangent_wanted)
+            self.knob_answers["on_osc_thread"] += 1
             self._process_logged([ev])
             rearm = (self._settle_at, self._tangent_wanted) != timers
         finally:

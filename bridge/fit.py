@@ -712,10 +712,16 @@ class FitTangent:
     free: np.ndarray  # (n,) bool: parameters the plugin lets move
     lo: np.ndarray  # (n,) the plugin's limits within the warm trust region
     hi: np.ndarray
+    unbounded: np.ndarray  # (n, m): the step per unit of each direction when no limit is reached
 
     def step(self, theta: Sequence[float] | np.ndarray) -> np.ndarray:
         """The parameter change (n,) for a target move of sum(theta[j] * direction j)."""
-        b = self.rhs @ np.asarray(theta, dtype=np.float64)
+        th = np.asarray(theta, dtype=np.float64)
+        dx = self.unbounded @ th  # the common case: one small product
+        x = self.x0 + dx
+        if ((x >= self.lo) & (x <= self.hi)).all():
+            return dx
+        b = self.rhs @ th
         dx = np.zeros(self.x0.size)
         held = ~self.free
         for _ in range(4):
@@ -764,10 +770,14 @@ def fit_tangent(fit: Fit, bands: Any, directions_db: np.ndarray | Sequence[Seque
         jt = model.jacobian_t(state)
         on_grid = np.stack([np.interp(prob.geo.interp_x, _CENTRES_ERB, d) for d in dirs], axis=1)
         rhs = jt @ (prob.sw[:, None] * on_grid)
+    free = model.free.copy()
+    unbounded = np.zeros_like(rhs)
+    if free.any():
+        unbounded[free] = np.linalg.solve(hess[np.ix_(free, free)], rhs[free])
     return FitTangent(bands=tuple(fit.bands), slots=tuple(idx.tolist()),
                       kinds=tuple(_KIND_NAMES[int(kinds[i])] for i in idx.tolist()),
-                      x0=x0, hess=hess, rhs=rhs, free=model.free.copy(),
-                      lo=model.lo.copy(), hi=model.hi.copy())
+                      x0=x0, hess=hess, rhs=rhs, free=free, lo=model.lo.copy(), hi=model.hi.copy(),
+                      unbounded=unbounded)
 
 
 def graphic_q(freqs_hz: Sequence[float]) -> np.ndarray:

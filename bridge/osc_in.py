@@ -47,6 +47,7 @@ DEFAULT_OSC_PORT = 9031
 MAX_STRING_CHARS = 1000
 """Longest string argument accepted (phrases are far shorter; the model caps them again)."""
 MAX_ADDRESS_CHARS = 200
+HANDLER_CACHE_SIZE = 256
 PREFIX = "/eqbridge"
 
 
@@ -262,6 +263,7 @@ class OscServer(BlockingOSCUDPServer):
         self.counters = Counters()
         self._warn = _LogLimiter(log)
         self.addresses = ADDRESSES if addresses is None else tuple(addresses)
+        self._handlers: dict[str, list] = {}  # address -> matched handlers (known addresses only)
         super().__init__((host, port), build_dispatcher(self), bind_and_activate=True)
         try:  # room for bursts (a fader sweep, a flood) while the engine catches up
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -304,11 +306,15 @@ class OscServer(BlockingOSCUDPServer):
             self.counters.unknown += 1
             self.reply_error(client, f"address too long ({len(address)} characters)")
             return
-        try:
-            handlers = list(self.dispatcher.handlers_for_address(address))
-        except Exception as exc:
-            handlers = []
-            log.debug("address match failed for %r: %s", address, exc)
+        handlers = self._handlers.get(address)
+        if handlers is None:
+            try:
+                handlers = list(self.dispatcher.handlers_for_address(address))
+            except Exception as exc:
+                handlers = []
+                log.debug("address match failed for %r: %s", address, exc)
+            if handlers and len(self._handlers) < HANDLER_CACHE_SIZE:
+                self._handlers[address] = handlers  # python-osc matches every pattern each time
         if not handlers:
             self.counters.unknown += 1
             self._warn.warn("unknown OSC address %r from %s", address[:80], client)
