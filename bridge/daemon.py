@@ -596,7 +596,7 @@ class Daemon:
 
     def _select(self, spec: TargetSpec) -> None:
         mapping = self._mapping(spec.mapping)
-        output = self._output(spec)
+        output = self._output(spec, mapping)
         self.session.select(spec.key)
         self.active = _Active(spec, mapping, output)
         log.info("target: %s", spec.describe())
@@ -610,11 +610,12 @@ class Daemon:
             self.mappings[name] = m
         return m
 
-    def _output(self, spec: TargetSpec) -> OutputTarget:
+    def _output(self, spec: TargetSpec, mapping: Any = None) -> OutputTarget:
         if spec.daw == "midi":
             okey: tuple = ("midi", spec.port_name, spec.cc_map)
-        else:
-            okey = (spec.daw, spec.host, spec.port, spec.track, spec.fx, spec.reaper_units, spec.osc_bundle)
+        else:  # Live's target checks the units the mapping states: one per mapping
+            okey = (spec.daw, spec.host, spec.port, spec.track, spec.fx, spec.reaper_units, spec.osc_bundle,
+                    spec.mapping if spec.daw == "ableton" else None)
         out = self.outputs.get(okey)
         if out is not None:
             return out
@@ -627,8 +628,10 @@ class Daemon:
             from bridge.targets.ableton import AbletonOscTarget
             for k in [k for k, o in self.outputs.items() if k[0] == "ableton"]:
                 self.outputs.pop(k).stop()  # one reply port: one Live device at a time
+            from bridge.targets.ableton import units_from_mapping
             out = AbletonOscTarget(spec.host, spec.port, track=spec.track, device=spec.fx,
-                                   reply_port=spec.reply_port, min_interval=interval)
+                                   reply_port=spec.reply_port, min_interval=interval,
+                                   units=None if mapping is None else units_from_mapping(mapping) or None)
         else:
             from bridge.targets.midi_out import MidiCcTarget
             cc_map = None if spec.cc_map is None else {k: (ch, cc) for k, ch, cc in spec.cc_map}
@@ -657,7 +660,8 @@ class Daemon:
                 "mapping": getattr(act.mapping, "name", None),
                 "output": None if act.output is None else {
                     "sent": act.output.sent_messages, "flushes": act.output.flushes,
-                    "error": act.output.last_error}},
+                    "error": act.output.last_error,
+                    "units": getattr(act.output, "units_status", None)}},
             "targets": [t.name for t in self.cfg.targets],
             "phrase": st.knobs.phrase if st else None,
             "amount": st.knobs.amount if st else None,

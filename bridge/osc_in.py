@@ -9,7 +9,7 @@ equal. The daemon builds its server's table from the knobs its model actually ha
 python-osc (https://python-osc.readthedocs.io/en/latest/server.html) gives us the `Dispatcher`
 that maps addresses to handlers. Its server hands the datagram to `OscMessage`, which raises
 ParseError on truncated packets but UnicodeDecodeError on non-UTF-8 strings and may run a timed
-bundle late by sleeping; so `OscServer` overrides the request handler: it parses each datagram
+bundle late by sleeping; so `OscServer` reads the socket in its own loop, parses each datagram
 itself, catches everything, replies `/eqbridge/error ,s` to the sender, ignores bundle time tags
 and only then asks the dispatcher for handlers. Valid messages become `bridge.session.Event`s
 handed to a sink (the daemon's queue); `/eqbridge/ping` and `/eqbridge/macro/<n>/name` are
@@ -22,7 +22,6 @@ import logging
 import math
 import select
 import socket
-import socketserver
 import struct
 import threading
 import time
@@ -243,12 +242,6 @@ class Counters:
         return dict(self.__dict__)
 
 
-class _Handler(socketserver.BaseRequestHandler):
-    def handle(self) -> None:
-        server: OscServer = self.server  # type: ignore[assignment]
-        server.handle_datagram(self.request[0], self.client_address)
-
-
 class OscServer(BlockingOSCUDPServer):
     """UDP OSC server: dispatcher for routing, our own parsing and error replies around it."""
 
@@ -269,10 +262,10 @@ class OscServer(BlockingOSCUDPServer):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         except OSError:
             pass
-        self.RequestHandlerClass = _Handler
         self._thread: threading.Thread | None = None
+        self._running = False
 
-    # ---- socketserver hooks
+    # ---- checks (socketserver's names)
     def verify_request(self, request: Any, client_address: Any) -> bool:
         if self.allow and client_address[0] not in self.allow:
             self.counters.denied += 1
@@ -367,13 +360,37 @@ class OscServer(BlockingOSCUDPServer):
         return self.server_address[1]
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="eqbridge-osc-in", daemon=True)
+        self._running = True
+        self._thread = threading.Thread(target=self._read_loop, name="eqbridge-osc-in", daemon=True)
         self._thread.start()
 
+    def _read_loop(self, poll_interval: float = 0.2) -> None:
+        """Read datagrams in a tight loop. socketserver's serve_forever costs a select() and a
+        handler object per datagram, which under a 10 000 message/s flood is more than the
+        parsing and lets the kernel drop datagrams (the last one among them)."""
+        sock = self.socket
+        sock.settimeout(poll_interval)
+        size = self.max_packet_size
+        while self._running:
+            try:
+                data, client = sock.recvfrom(size)
+            except (socket.timeout, InterruptedError):
+                continue
+            except OSError:
+                if not self._running:
+                    return
+                log.debug("OSC receive failed", exc_info=True)
+                continue
+            if not self.verify_request(data, client):
+                continue
+            try:
+                self.handle_datagram(data, client)
+            except Exception:
+                self.handle_error(data, client)
+
     def stop(self) -> None:
+        self._running = False
         if self._thread is not None:
-            self.shutdown()
             self._thread.join(timeout=5)
         self.server_close()
 
