@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from bisect import bisect_left
 from collections.abc import Mapping as AbcMapping
 from collections.abc import Sequence

@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pythonosc.osc_message import OscMessage
 from pythonosc.osc_packet import OscPacket
 from pythonosc.osc_message_builder import OscMessageBuilder
 
@@ -40,6 +39,16 @@ def build(address: str, *args: Any) -> bytes:
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None)
 """Linux's value (asm-generic/socket.h) where Python does not export the name (3.11)."""
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Poll `pred` every 10 ms until it holds or `timeout` seconds pass; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.01)
+    return pred()
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 
 import pytest
 
@@ -17,20 +16,13 @@ from bridge.config import Config, default_target
 from bridge.daemon import Daemon
 from bridge.targets.ableton import AbletonOscTarget, parse_display, unit_problem, units_from_mapping
 from fakes import FakeModel, fake_fit, fake_load_mapping, live_params
-from peers import AbletonPeer, LiveParam, UdpPeer, eq_eight_display, frequencies_shown_in
+from peers import AbletonPeer, LiveParam, UdpPeer, eq_eight_display, frequencies_shown_in, wait_until
 
 
 def hp(key: str, native: float, live: str) -> HostParam:
     return HostParam(key, 0.5, native, live_name=live)
 
 
-def wait_until(pred, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 @pytest.mark.parametrize("text, want", [

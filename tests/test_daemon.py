@@ -12,9 +12,9 @@ import struct
 import numpy as np
 import pytest
 
-from bridge.config import Config, TargetSpec, default_target
+from bridge.config import Config, default_target
 from bridge.daemon import Daemon
-from bridge.session import Knobs, PhraseCurves
+from bridge.session import Knobs
 from fakes import FakeMapping, FakeModel, fake_fit, fake_load_mapping, live_params
 from peers import AbletonPeer, ReaperPeer, UdpPeer
 

@@ -4,7 +4,6 @@ knobs in before the device exists, unplug and replug, and CC out."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -12,7 +11,7 @@ from bridge.config import Config, default_target
 from bridge.daemon import Daemon
 from bridge.midi_in import MidiBinding, MidiDecoder
 from fakes import FakeModel, fake_fit, fake_load_mapping
-from peers import JackServer, ReaperPeer, UdpPeer
+from peers import JackServer, ReaperPeer, UdpPeer, wait_until
 
 mido = pytest.importorskip("mido")
 
@@ -72,13 +71,6 @@ def jack():
 JACK: list = []
 
 
-def wait_until(pred, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return pred()
 
 
 def send_paced(d, port, msgs, resend: int = 0) -> int:
