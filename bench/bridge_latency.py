@@ -7,6 +7,8 @@ arrival stamp, so the peer's own Python parsing is not counted):
   - phrase in  (/eqbridge/text, distinct phrases, so neither cache helps)   target p99 <= 5 ms
   - knob in over OSC (/eqbridge/macro/1)                                    target p99 <= 1 ms
   - knob in over MIDI (CC 7 -> amount, through a private JACK server)       target p99 <= 1 ms
+The OSC knob stages run again against a second daemon with `knob_answers: refit` (a warm refit per
+move, how knobs were answered before the tangent): the baseline, side by side.
 Knobs are measured twice: as isolated jumps (paced far apart, so each one lands on an idle,
 cold daemon) and as a turn (small steps every SWEEP_PERIOD_S, the way a hand moves a knob).
 A knob is answered from the fit's tangent, then polished by a warm refit once the knobs rest
@@ -91,7 +93,7 @@ def rss_shmem_mb(pid: int) -> float:
 
 
 class Rig:
-    def __init__(self, mapping: str, midi: str | None, bundle: bool = False) -> None:
+    def __init__(self, mapping: str, midi: str | None, bundle: bool = False, knob_answers: str = "tangent") -> None:
         self.reaper = ReaperPeer()
         self.client = UdpPeer()
         self.port = free_port()
@@ -100,6 +102,7 @@ class Rig:
         cfg = {"osc": {"port": self.port, "feedback": [f"127.0.0.1:{self.client.port}"]},
                "targets": [{"name": "bench", "daw": "reaper", "port": self.reaper.port, "mapping": mapping,
                             "min_interval_ms": INTERVAL_MS, "osc_bundle": bundle}]}
+        cfg["knob_answers"] = knob_answers
         if midi:
             cfg["midi"] = {"input": "eqb-bench-surface", "backend": JackServer.BACKEND,
                            "map": [{"control": "amount", "cc": 7}]}
@@ -196,6 +199,29 @@ def knob_errors(rig: Rig) -> str:
             f"{err.get('polished_p50')} / p99 {err.get('polished_p99')} dB (n={err.get('n')})")
 
 
+def osc_knob_stage(rig: Rig, events: int, label: str) -> tuple[str, str]:
+    """Isolated jumps of /eqbridge/macro/1, then a turn; prints and returns both figures."""
+    lat, pol = [], []
+    for i in range(events):
+        v = 0.2 + 0.6 * ((i * 37) % 100) / 100
+        ms = rig.measure(lambda: rig.client.send(rig.dest, "/eqbridge/macro/1", v), quiet=KNOB_QUIET_S)
+        if ms is not None:
+            lat.append(ms[0])
+            pol.append(ms[1])
+    jumps = pct(lat) if lat else "no output"
+    print(f"{label}OSC knob -> answer     {jumps}   target p99 <= 1 ms")
+    if pol:
+        print(f"{label}OSC knob -> polished   {pct(pol)}")
+    print(f"   inside the daemon (last 2000 events): {rig.status()['latency_ms']}")
+    print(knob_errors(rig))
+    turn = [0.3 + 0.005 * (i % 80 if (i // 80) % 2 == 0 else 80 - i % 80) for i in range(events)]
+    tl, silent = rig.sweep(lambda i: rig.client.send(rig.dest, "/eqbridge/macro/1", turn[i]), events)
+    turned = pct(tl) if tl else "no output"
+    print(f"{label}OSC knob turned (steps of 0.005 every {SWEEP_PERIOD_S * 1000:.0f} ms) -> answer "
+          f"{turned}, {silent} moves changed nothing   target p99 <= 1 ms")
+    return jumps, turned
+
+
 def pct(xs: list[float]) -> str:
     a = np.asarray(xs)
     return f"p50 {np.percentile(a, 50):6.3f} ms  p99 {np.percentile(a, 99):6.3f} ms  max {a.max():6.2f} ms  (n={len(a)})"
@@ -238,26 +264,16 @@ def main() -> int:
             results["phrase"] = pct(lat)
             print(f"phrase -> last param   {results['phrase']}   target p99 <= 5 ms")
             print(f"   inside the daemon (received -> values handed to the target): {rig.status()['latency_ms']}")
-        # OSC knob
-        lat, pol = [], []
-        for i in range(a.events if "osc" in stages else 0):
-            v = 0.2 + 0.6 * ((i * 37) % 100) / 100
-            ms = rig.measure(lambda: rig.client.send(rig.dest, "/eqbridge/macro/1", v), quiet=KNOB_QUIET_S)
-            if ms is not None:
-                lat.append(ms[0])
-                pol.append(ms[1])
-        if lat:
-            results["knob_osc"] = pct(lat)
-            print(f"OSC knob -> answer     {results['knob_osc']}   target p99 <= 1 ms")
-            print(f"OSC knob -> polished   {pct(pol)}")
-            print(f"   inside the daemon (last 2000 events): {rig.status()['latency_ms']}")
-            print(knob_errors(rig))
+        # OSC knob, then the same with a warm refit per move (knob_answers: refit) as the baseline
         if "osc" in stages:
-            turn = [0.3 + 0.005 * (i % 80 if (i // 80) % 2 == 0 else 80 - i % 80) for i in range(a.events)]
-            lat, silent = rig.sweep(lambda i: rig.client.send(rig.dest, "/eqbridge/macro/1", turn[i]), a.events)
-            results["knob_osc_turn"] = pct(lat)
-            print(f"OSC knob turned (steps of 0.005 every {SWEEP_PERIOD_S * 1000:.0f} ms) -> answer "
-                  f"{results['knob_osc_turn']}, {silent} moves changed nothing   target p99 <= 1 ms")
+            results["knob_osc"], results["knob_osc_turn"] = osc_knob_stage(rig, a.events, "")
+            base = Rig(a.mapping, None, bundle=a.reaper_bundle, knob_answers="refit")
+            try:
+                base.status()
+                base.client.send(base.dest, "/eqbridge/text", "warm")
+                osc_knob_stage(base, a.events, "baseline, a refit per move: ")
+            finally:
+                base.close()
         # MIDI knob
         if jack is not None and "midi" in stages:
             import mido

@@ -40,6 +40,7 @@ midi:
     - {control: macro/2, nrpn: 300, bits: 14}
 state_dir: null            # default: $XDG_DATA_HOME/eqbridge or ~/.local/share/eqbridge
 profile: default           # the user's preferences: <state_dir>/profiles/<profile>.sqlite3
+knob_answers: tangent      # or refit: a warm refit per knob move (slower; for comparison)
                            # ($EQBRIDGE_PROFILE_DIR replaces <state_dir>/profiles)
 ```
 """
@@ -60,6 +61,7 @@ from bridge.session import MAX_MACROS
 DAWS = ("reaper", "ableton", "midi")
 DEFAULT_MAPPING = "reaper-reaeq"
 DEFAULT_PORTS = {"reaper": 8000, "ableton": 11000}
+KNOB_ANSWERS = ("tangent", "refit")
 DEFAULT_INTERVAL_MS = {"reaper": 10.0, "ableton": 100.0, "midi": 5.0}
 
 
@@ -116,6 +118,9 @@ class Config:
     midi_map: tuple[MidiBinding, ...] = ()
     state_dir: Path | None = None
     profile: str = "default"
+    knob_answers: str = "tangent"
+    """How knob moves are answered: "tangent" (first order at once, polished when the knobs rest)
+    or "refit" (a warm refit per move: slower; the benchmark's baseline)."""
     source: str = "defaults"
 
     def data_dir(self) -> Path:
@@ -270,7 +275,7 @@ def _binding(d: Any, i: int) -> MidiBinding:
 def config_from_dict(data: Any, source: str = "<dict>") -> Config:
     if data is None:
         data = {}
-    _check_keys(data, {"osc", "targets", "midi", "state_dir", "profile"}, source)
+    _check_keys(data, {"osc", "targets", "midi", "state_dir", "profile", "knob_answers"}, source)
     kw: dict[str, Any] = {"source": source}
     osc = _check_keys(data.get("osc") or {}, {"host", "port", "allow", "feedback"}, "osc")
     if "host" in osc:
@@ -318,6 +323,10 @@ def config_from_dict(data: Any, source: str = "<dict>") -> Config:
         kw["state_dir"] = p
     if data.get("profile") is not None:
         kw["profile"] = _profile_name(data["profile"], "profile")
+    if "knob_answers" in data:
+        if data["knob_answers"] not in KNOB_ANSWERS:
+            raise ConfigError(f"knob_answers: one of {', '.join(KNOB_ANSWERS)}, got {data['knob_answers']!r}")
+        kw["knob_answers"] = data["knob_answers"]
     cfg = Config(**kw)
     check_network(cfg)
     return cfg

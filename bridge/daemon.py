@@ -166,7 +166,8 @@ class Daemon:
                 log.warning("fitting unavailable (%s): curves are reported but not sent", exc)
         if self.fit_curve is not None:
             from bridge import fit as fit_module
-            if self.fit_curve is fit_module.fit_curve:  # the tangent is of this fitter's optimum
+            if self.fit_curve is fit_module.fit_curve and self.cfg.knob_answers == "tangent":
+                # the tangent is of this fitter's optimum
                 self.fit_tangent, self.score_settings = fit_module.fit_tangent, fit_module.score_settings
         if self._mapping_arg not in (None, False, _DISABLED):
             self.load_mapping = self._mapping_arg

@@ -66,6 +66,9 @@ state_dir: /tmp/eqb-state
     ({"midi": {"input": "x", "map": [{"control": "amount", "cc14": 40}]}}, "cc14: must be 0..31"),
     ({"midi": {"map": [{"control": "amount", "cc": 7}]}}, "also set midi.input"),
     ({"state_dir": "relative"}, "absolute"),
+    ({"knob_answers": "guess"}, "knob_answers: one of tangent, refit"),
+    ({"targets": [{"daw": "ableton", "osc_bundle": True}]}, "osc_bundle: true or false, for daw: reaper only"),
+    ({"targets": [{"osc_bundle": "yes"}]}, "osc_bundle: true or false"),
 ])
 def test_errors_say_where_and_why(data, fragment):
     with pytest.raises(ConfigError) as exc:

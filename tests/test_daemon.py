@@ -410,3 +410,25 @@ def test_real_knob_is_answered_from_the_tangent_then_polished_to_the_warm_refit(
         d.stop()
         client.close()
         reaper.close()
+
+
+def test_real_knob_answers_refit_never_uses_a_tangent(tmp_path):
+    """knob_answers: refit (the benchmark's baseline): every knob move is a warm refit."""
+    model, mapping, fit_curve, load_mapping, name = _real_modules()
+    reaper = ReaperPeer()
+    cfg = Config(osc_port=0, knob_answers="refit",
+                 targets=(default_target("reaper", port=reaper.port, mapping=name, min_interval_ms=0.0),))
+    d = Daemon(cfg, model=model, fit_curve=fit_curve, load_mapping=load_mapping, persist=False)
+    d.start()
+    client = UdpPeer()
+    dest = ("127.0.0.1", d.osc_port)
+    try:
+        send_and_wait(client, dest, "/eqbridge/text", "warm")
+        before = d.session.state.fit
+        send_and_wait(client, dest, "/eqbridge/macro/1", 0.56)
+        assert d.knob_answers["tangent"] == 0 and d.knob_answers["refit"] == 1 and d._tangent is None
+        assert d.last_bands == fit_curve(d.session.state.curve, mapping, previous=before).bands
+    finally:
+        d.stop()
+        client.close()
+        reaper.close()
