@@ -20,6 +20,9 @@ to fake a broadband gain).
 Graphic EQs (every band at a fixed frequency) are a bounded least-squares problem in the gains
 alone. A warm start (`previous`) skips the greedy phase and runs a few LM steps from the previous
 parameters, pulled toward them, so a slowly moving target moves the knobs smoothly.
+`fit_tangent` goes one step further for knobs: the first-order change of a fit per unit move of
+its target along given directions (the implicit function theorem at the warm problem's optimum),
+so the daemon answers a knob turn with a small matrix product and refits only once it rests.
 
 Speed (bench/fit_quality.py, 8 bands, 2-core machine): ~6 ms per cold fit, ~1 ms per warm refit in
 pure numpy; the time is numpy call overhead (about 60 small-array calls per LM step), not
