@@ -84,6 +84,7 @@ def check(cfg) -> int:
         for b in cfg.midi_map:
             ch = f"channel {b.channel}" if b.channel else "any channel"
             print(f"  {b.kind} {b.number} ({ch}) -> {b.control}")
+    print(f"knob moves: answered by {'the fit tangent, polished at rest' if cfg.knob_answers == 'tangent' else 'a warm refit each'}")
     print(f"state: {cfg.data_dir()}")
     try:
         from bridge.daemon import profile_location
