@@ -60,7 +60,7 @@ INLINE_GAP_S = 0.002
 """An OSC knob move is answered on the OSC thread only if the previous one came this long before."""
 SETTLE_AFTER_S = 0.03
 """A knob answer from the tangent is polished by a warm refit after the knobs rest this long."""
-TANGENT_REACH = 0.15
+TANGENT_REACH = 0.05
 """Beyond this distance from the tangent's base (in knob units, on any knob) the answer is polished
 after only SETTLE_FAR_AFTER_S without moves, and the tangent rebuilt there: first order is only
 good nearby. (Never at once: during a stream of moves the engine stays free for the input.)"""
