@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from peers import JackServer, ReaperPeer, UdpPeer, build  # noqa: E402
+from peers import JackServer, ReaperPeer, UdpPeer, build, free_port  # noqa: E402
 
 INTERVAL_MS = 10.0  # REAPER target default
 FLUSH_GAP_S = 0.005  # one flush arrives within ~1 ms; the next comes >= INTERVAL_MS later
@@ -65,12 +64,10 @@ def phrases(n: int) -> list[str]:
     return out[:n]
 
 
-def free_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+def first_flush_end(arrivals_ns: np.ndarray) -> int:
+    """Arrival of the last message of the first flush: a flush arrives within FLUSH_GAP_S, the
+    next one (a polish, rate-limited) later."""
+    return int(arrivals_ns[arrivals_ns - arrivals_ns.min() < int(FLUSH_GAP_S * 1e9)].max())
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -132,7 +129,7 @@ class Rig:
         the first flush (the answer) and ms to the last message (the answer or its polish)."""
         n_params = len(self.client.wait_address("/eqbridge/params", n=0, timeout=0))
         n_reaper = self.reaper.count
-        t0, t0_ns = time.perf_counter(), time.time_ns()
+        t0_ns = time.time_ns()
         send()
         if len(self.client.wait_address("/eqbridge/params", n=n_params + 1, timeout=timeout)) <= n_params:
             return None  # lost on the way in (MIDI under JACK: see tests/test_midi.py)
@@ -150,10 +147,8 @@ class Rig:
         if not new:
             return None
         time.sleep(INTERVAL_MS / 1000)
-        def ms(m) -> float:  # arrival at the peer's socket (kernel stamp) when there is one
-            return (m.t_kernel_ns - t0_ns) / 1e6 if m.t_kernel_ns is not None else (m.t - t0) * 1000
-        first_flush = [m for m in new if ms(m) - ms(new[0]) < FLUSH_GAP_S * 1000]
-        return ms(first_flush[-1]), ms(new[-1])
+        arrivals = np.array([m.t_arrival_ns for m in new], dtype=np.int64)
+        return (first_flush_end(arrivals) - t0_ns) / 1e6, (int(arrivals.max()) - t0_ns) / 1e6
 
     def sweep(self, send_move, n: int, period_s: float = SWEEP_PERIOD_S) -> tuple[list[float], int]:
         """Turn a knob: `send_move(i)` n times, one every period_s (longer than the REAPER
@@ -170,14 +165,12 @@ class Rig:
             send_move(i)
             t_next += period_s
         time.sleep(0.2)  # the polish after the last move arrives outside its window
-        arrivals = np.array([m.t_kernel_ns if m.t_kernel_ns is not None else 0
-                             for m in self.reaper.received[n_reaper:]], dtype=np.int64)
+        arrivals = np.array([m.t_arrival_ns for m in self.reaper.received[n_reaper:]], dtype=np.int64)
         lat, silent = [], 0
         for t0 in sends:
             mine = arrivals[(arrivals >= t0) & (arrivals < t0 + int(period_s * 1e9))]
             if mine.size:  # the answer is the first flush; a polish may follow inside the window
-                first = mine[mine - mine.min() < int(FLUSH_GAP_S * 1e9)]
-                lat.append((int(first.max()) - t0) / 1e6)
+                lat.append((first_flush_end(mine) - t0) / 1e6)
             else:
                 silent += 1
         return lat, silent

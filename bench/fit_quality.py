@@ -227,6 +227,11 @@ def main(argv=None) -> int:
                                                 ("ours, cold", "ours, warm refit 2%", "naive 8 bells",
                                                  "AutoEq 4.1.2")}
     ae, ae_note = (None, "AutoEq skipped (--no-autoeq)") if args.no_autoeq else autoeq_fitter()
+
+    def record(key: str, bands, target: np.ndarray, seconds: float) -> None:
+        for column, value in zip(rows[key], (*errors(bands, target), seconds * 1e3)):
+            column.append(value)
+
     for target in curves:
         t0 = time.perf_counter()
         cold = fit_curve(target, SPECS, sample_rate=FS)
@@ -235,25 +240,13 @@ def main(argv=None) -> int:
         t2 = time.perf_counter()
         warm = fit_curve(moved, SPECS, previous=cold, sample_rate=FS)
         t3 = time.perf_counter()
-        for key, bands, tgt, dt in (("ours, cold", cold.bands, target, t1 - t0),
-                                    ("ours, warm refit 2%", warm.bands, moved, t3 - t2)):
-            ec, ed = errors(bands, tgt)
-            rows[key][0].append(ec)
-            rows[key][1].append(ed)
-            rows[key][2].append(dt * 1e3)
-        t0 = time.perf_counter()
-        nb = naive(target)
-        dt = time.perf_counter() - t0
-        ec, ed = errors(nb, target)
-        for lst, val in zip(rows["naive 8 bells"], (ec, ed, dt * 1e3)):
-            lst.append(val)
-        if ae is not None:
-            t0 = time.perf_counter()
-            ab = ae(target)
-            dt = time.perf_counter() - t0
-            ec, ed = errors(ab, target)
-            for lst, val in zip(rows["AutoEq 4.1.2"], (ec, ed, dt * 1e3)):
-                lst.append(val)
+        record("ours, cold", cold.bands, target, t1 - t0)
+        record("ours, warm refit 2%", warm.bands, moved, t3 - t2)
+        for key, baseline in (("naive 8 bells", naive), ("AutoEq 4.1.2", ae)):
+            if baseline is not None:
+                t0 = time.perf_counter()
+                bands = baseline(target)
+                record(key, bands, target, time.perf_counter() - t0)
 
     print(f"{len(curves)} English Audealize word curves at +-5 dB peak; 8 bands "
           "(low shelf + 6 bells + high shelf, +-15 dB, Q 0.18-6); ERB-weighted RMS error, dB")

@@ -23,6 +23,7 @@ The model, mapping and fit modules are imported lazily: without them the daemon 
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -41,7 +42,7 @@ import numpy as np
 from bridge import __version__
 from bridge.config import DAWS, Config, TargetSpec, default_target
 from bridge.errors import EqBridgeError
-from bridge.daemon_profile import ProfileLink, profile_location  # noqa: F401 (re-exported)
+from bridge.daemon_profile import ProfileLink
 from bridge.osc_in import PREFIX, OscServer, build_addresses, build_message
 from bridge.model.curve import DEFAULT_AMOUNT, MAX_GAIN_DB
 from bridge.session import CONTINUOUS, Event, PhraseCurves, Session, SessionError, coalesce, macros_for
@@ -156,27 +157,12 @@ class Daemon:
         self.session.macros = macros_for(self.model)
         if self.session.macros.kind != "latent":
             log.warning("macro knobs: %s; using the placeholder tilt/low/high", self.session.macros.reason)
-        if self._fit_arg not in (None, False, _DISABLED):
-            self.fit_curve = self._fit_arg
-        elif self._fit_arg is None:
-            try:
-                from bridge.fit import fit_curve
-                self.fit_curve = fit_curve
-            except Exception as exc:
-                log.warning("fitting unavailable (%s): curves are reported but not sent", exc)
-        if self.fit_curve is not None:
-            from bridge import fit as fit_module
-            if self.fit_curve is fit_module.fit_curve and self.cfg.knob_answers == "tangent":
-                # the tangent is of this fitter's optimum
-                self.fit_tangent, self.score_settings = fit_module.fit_tangent, fit_module.score_settings
-        if self._mapping_arg not in (None, False, _DISABLED):
-            self.load_mapping = self._mapping_arg
-        elif self._mapping_arg is None:
-            try:
-                from bridge.mapping import load_mapping
-                self.load_mapping = load_mapping
-            except Exception as exc:
-                log.warning("mappings unavailable (%s): curves are reported but not sent", exc)
+        self.fit_curve = _given_or_imported(self._fit_arg, "bridge.fit", "fit_curve", "fitting")
+        fit_module = sys.modules.get("bridge.fit")  # imported when fit_curve is the real one
+        if (fit_module is not None and self.fit_curve is fit_module.fit_curve
+                and self.cfg.knob_answers == "tangent"):  # the tangent is of this fitter's optimum
+            self.fit_tangent, self.score_settings = fit_module.fit_tangent, fit_module.score_settings
+        self.load_mapping = _given_or_imported(self._mapping_arg, "bridge.mapping", "load_mapping", "mappings")
 
     def start(self) -> "Daemon":
         # The engine's numpy work holds the GIL in small steps; by default a waiting thread gets it
@@ -714,6 +700,18 @@ class Daemon:
             os.replace(tmp, p)
         except OSError as exc:
             log.warning("could not save state to %s: %s", p, exc)
+
+
+def _given_or_imported(arg: Any, module: str, name: str, what: str) -> Any:
+    """An injected part (tests pass stand-ins), or `module.name` imported lazily; None when
+    disabled, or when the import fails (logged: the daemon runs on, reporting curves only)."""
+    if arg is not None:
+        return None if arg is False or arg is _DISABLED else arg
+    try:
+        return getattr(importlib.import_module(module), name)
+    except Exception as exc:
+        log.warning("%s unavailable (%s): curves are reported but not sent", what, exc)
+        return None
 
 
 def _percentiles(xs: deque) -> dict | None:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -335,7 +335,6 @@ class _Model:
         """
         st, k = self.st, self.k
         xl = x.tolist()
-        rows = []
         pairs = st.pairs
         if len(pairs) > 28:  # many bells: find the few candidate pairs with numpy first
             pi, pj = st.pair_i, st.pair_j
@@ -343,16 +342,7 @@ class _Model:
             d = x[pi] - x[pj]
             cand = np.flatnonzero((g[pi] * g[pj] < 0.0) & (np.abs(d) < _CANCEL_REACH))
             pairs = [pairs[n] for n in cand.tolist()]
-        for i, j in pairs:
-            gi, gj = xl[k + i], xl[k + j]
-            d = xl[i] - xl[j]
-            # beyond 5 widths a row is < 4e-6 * CANCEL_PULL * gain: left out (cost change < 1e-12)
-            if gi * gj < 0.0 and -_CANCEL_REACH < d < _CANCEL_REACH:
-                cl = CANCEL_PULL * math.exp(-0.5 * d * d / CANCEL_WIDTH ** 2)
-                s, gs = (i, gi) if abs(gi) <= abs(gj) else (j, gj)
-                r = cl * abs(gs)
-                dr = -r * d / CANCEL_WIDTH ** 2
-                rows.append((r, [(i, dr), (j, -dr), (k + s, math.copysign(cl, gs))]))
+        rows = _cancel_rows(xl, k, pairs)
         for i, j in st.cross:
             over = xl[i] - xl[j] + CROSS_MARGIN
             if over > 0.0:
@@ -397,6 +387,23 @@ class _Model:
                 for j, dj in entries:
                     hess[i, j] += di * dj
         return hess, grad
+
+
+def _cancel_rows(xl: list[float], k: int, pairs: Sequence[tuple[int, int]]) -> list:
+    """Penalty rows of the opposite-sign bell pairs among `pairs` (see `_Model._rows`); xl is the
+    parameter vector as a list, k the number of placed bands."""
+    rows = []
+    for i, j in pairs:
+        gi, gj = xl[k + i], xl[k + j]
+        d = xl[i] - xl[j]
+        # beyond 5 widths a row is < 4e-6 * CANCEL_PULL * gain: left out (cost change < 1e-12)
+        if gi * gj < 0.0 and -_CANCEL_REACH < d < _CANCEL_REACH:
+            cl = CANCEL_PULL * math.exp(-0.5 * d * d / CANCEL_WIDTH ** 2)
+            s, gs = (i, gi) if abs(gi) <= abs(gj) else (j, gj)
+            r = cl * abs(gs)
+            dr = -r * d / CANCEL_WIDTH ** 2
+            rows.append((r, [(i, dr), (j, -dr), (k + s, math.copysign(cl, gs))]))
+    return rows
 
 
 def _lm(model: _Model, p: np.ndarray, max_iter: int, rtol: float, lam: float = None):
@@ -716,6 +723,17 @@ class FitTangent:
     lo: np.ndarray  # (n,) the plugin's limits within the warm trust region
     hi: np.ndarray
     unbounded: np.ndarray  # (n, m): the step per unit of each direction when no limit is reached
+    _solvers: dict = field(default_factory=dict, repr=False)  # held mask -> (H_ff^-1, H_fh)
+
+    def _solver(self, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """H_ff^-1 and H_fh for a set of held parameters (cached: a knob turned one way keeps
+        pressing the same parameters against their limits, move after move)."""
+        key = held.tobytes()
+        s = self._solvers.get(key)
+        if s is None:
+            f = ~held
+            s = self._solvers[key] = (np.linalg.inv(self.hess[np.ix_(f, f)]), self.hess[np.ix_(f, held)])
+        return s
 
     def step(self, theta: Sequence[float] | np.ndarray) -> np.ndarray:
         """The parameter change (n,) for a target move of sum(theta[j] * direction j)."""
@@ -731,8 +749,8 @@ class FitTangent:
             f = ~held
             if not f.any():
                 break
-            rhs = b[f] - self.hess[np.ix_(f, held)] @ dx[held]
-            dx[f] = np.linalg.solve(self.hess[np.ix_(f, f)], rhs)
+            inv_ff, h_fh = self._solver(held)
+            dx[f] = inv_ff @ (b[f] - h_fh @ dx[held])
             x = self.x0 + dx
             over = f & ((x < self.lo) | (x > self.hi))
             if not over.any():

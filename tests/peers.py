@@ -41,6 +41,13 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith
 """Linux's value (asm-generic/socket.h) where Python does not export the name (3.11)."""
 
 
+def free_port() -> int:
+    """A UDP port on 127.0.0.1 that nothing is bound to right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def wait_until(pred: Callable[[], bool], timeout: float = 30.0) -> bool:
     """Poll `pred` every 10 ms until it holds or `timeout` seconds pass; its last value."""
     deadline = time.monotonic() + timeout
@@ -57,7 +64,8 @@ class Received:
     args: list
     t: float  # perf_counter when the peer's thread read it
     sender: tuple
-    t_kernel_ns: int | None = None  # CLOCK_REALTIME when the datagram reached the socket (SO_TIMESTAMPNS)
+    t_arrival_ns: int = 0  # CLOCK_REALTIME when the datagram reached the socket (the kernel's
+    # SO_TIMESTAMPNS stamp; where there is none, when this thread read it)
 
 
 class UdpPeer:
@@ -92,7 +100,7 @@ class UdpPeer:
             except OSError:
                 return
             t = time.perf_counter()
-            tk = None
+            tk = time.time_ns()
             for level, kind, payload in anc:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     sec, nsec = struct.unpack("qq", payload[:16])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import struct
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from bridge.config import Config, default_target
 from bridge.daemon import Daemon
 from bridge.session import Knobs
 from fakes import FakeMapping, FakeModel, fake_fit, fake_load_mapping, live_params
-from peers import AbletonPeer, ReaperPeer, UdpPeer
+from peers import AbletonPeer, ReaperPeer, UdpPeer, wait_until
 
 
 def f32(x):
@@ -142,7 +144,6 @@ def test_a_burst_ends_in_the_state_of_the_last_message(rig):
     st = json.loads(client.wait_address("/eqbridge/status")[-1].args[0])
     assert st["macros"][0] == pytest.approx(0.77)
     settle(d, reaper)
-    curve = FakeModel().curve("warm", 0.5).gains_db + d.session.target_curve(None) * 0
     from bridge.session import macro_curve
     want = expected_reaper(FakeModel().curve("warm", 0.5).gains_db + macro_curve(d.session.state.knobs.macros))
     assert final_values(reaper) == want
@@ -274,27 +275,40 @@ def _real_modules():
     return model, mapping, fit_curve, load_mapping, name
 
 
-@pytest.mark.parametrize("phrase", ["warmer, less muddy", "bright", "a bit less boomy"])
-def test_real_phrase_in_gives_exactly_what_fit_curve_computes(tmp_path, phrase):
-    model, mapping, fit_curve, load_mapping, name = _real_modules()
+@contextmanager
+def real_daemon(mapping_name: str, *, load_mapping, model, fit_curve, knob_answers: str = "tangent",
+                **target_kw):
+    """A daemon with the real model, mapping loader and fitter, a stand-in REAPER and a client."""
     reaper = ReaperPeer()
-    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping=name, track=2, fx=3,
-                                                     min_interval_ms=0.0),))
+    cfg = Config(osc_port=0, knob_answers=knob_answers,
+                 targets=(default_target("reaper", port=reaper.port, mapping=mapping_name,
+                                         min_interval_ms=0.0, **target_kw),))
     d = Daemon(cfg, model=model, fit_curve=fit_curve, load_mapping=load_mapping, persist=False)
     d.start()
     client = UdpPeer()
     try:
-        send_and_wait(client, ("127.0.0.1", d.osc_port), "/eqbridge/text", phrase)
-        fit = fit_curve(model.curve(phrase).gains_db, mapping)
-        want = {f"/track/2/fx/3/fxparam/{p.reaper_index + 1}/value": f32(min(max(p.normalized, 0.0), 1.0))
-                for p in mapping.host_params(fit.bands) if p.reaper_index is not None}
-        settle(d, reaper)
-        assert final_values(reaper) == want
-        assert len(reaper.fxparam_messages()) == len(want)
+        yield SimpleNamespace(d=d, reaper=reaper, client=client, dest=("127.0.0.1", d.osc_port))
     finally:
         d.stop()
         client.close()
         reaper.close()
+
+
+def reaper_values(mapping, bands, track: int = 1, fx: int = 1) -> dict[str, float]:
+    """The fxparam messages REAPER should end with for these band settings."""
+    return {f"/track/{track}/fx/{fx}/fxparam/{p.reaper_index + 1}/value": f32(min(max(p.normalized, 0.0), 1.0))
+            for p in mapping.host_params(bands) if p.reaper_index is not None}
+
+
+@pytest.mark.parametrize("phrase", ["warmer, less muddy", "bright", "a bit less boomy"])
+def test_real_phrase_in_gives_exactly_what_fit_curve_computes(tmp_path, phrase):
+    model, mapping, fit_curve, load_mapping, name = _real_modules()
+    with real_daemon(name, model=model, fit_curve=fit_curve, load_mapping=load_mapping, track=2, fx=3) as r:
+        send_and_wait(r.client, r.dest, "/eqbridge/text", phrase)
+        want = reaper_values(mapping, fit_curve(model.curve(phrase).gains_db, mapping).bands, track=2, fx=3)
+        settle(r.d, r.reaper)
+        assert final_values(r.reaper) == want
+        assert len(r.reaper.fxparam_messages()) == len(want)
 
 
 @pytest.mark.parametrize("phrase", ["warmer, less muddy", "a bit less boomy"])
@@ -302,15 +316,9 @@ def test_real_phrase_with_reaper_real_units_gives_the_fits_hz_db_and_octaves(tmp
     """reaper_units: real -> ReaEQ's /track/T/fxeq/band/B/freq/hz, gain/db, q/oct, exactly the fit."""
     model, _, fit_curve, load_mapping, _ = _real_modules()
     mapping = load_mapping("reaper-reaeq")
-    reaper = ReaperPeer()
-    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="reaper-reaeq",
-                                                     track=2, fx=3, min_interval_ms=0.0,
-                                                     reaper_units="real"),))
-    d = Daemon(cfg, model=model, fit_curve=fit_curve, load_mapping=load_mapping, persist=False)
-    d.start()
-    client = UdpPeer()
-    try:
-        send_and_wait(client, ("127.0.0.1", d.osc_port), "/eqbridge/text", phrase)
+    with real_daemon("reaper-reaeq", model=model, fit_curve=fit_curve, load_mapping=load_mapping,
+                     track=2, fx=3, reaper_units="real") as r:
+        send_and_wait(r.client, r.dest, "/eqbridge/text", phrase)
         fit = fit_curve(model.curve(phrase).gains_db, mapping)
         params = {p.key: p for p in mapping.host_params(fit.bands)}
         want = {}
@@ -324,14 +332,10 @@ def test_real_phrase_with_reaper_real_units_gives_the_fits_hz_db_and_octaves(tmp
                 assert p[1].native == pytest.approx(s.gain_db, abs=1e-9)
                 oct_ = 2.0 / np.log(2.0) * np.arcsinh(1.0 / (2.0 * s.q))
                 assert p[2].native == pytest.approx(oct_, rel=1e-9)
-        out = d.active.output
-        reaper.wait_for(lambda rs: out.idle() and out.sent_messages == len(reaper.fxeq_messages()))
-        assert reaper.eq == want
-        assert len(reaper.fxeq_messages()) == 12 and not reaper.fxparam_messages() and not reaper.unknown
-    finally:
-        d.stop()
-        client.close()
-        reaper.close()
+        out = r.d.active.output
+        r.reaper.wait_for(lambda rs: out.idle() and out.sent_messages == len(r.reaper.fxeq_messages()))
+        assert r.reaper.eq == want
+        assert len(r.reaper.fxeq_messages()) == 12 and not r.reaper.fxparam_messages() and not r.reaper.unknown
 
 
 def test_state_is_saved_while_running_debounced_and_atomic(tmp_path):
@@ -372,63 +376,36 @@ def test_state_is_saved_while_running_debounced_and_atomic(tmp_path):
 def test_real_knob_is_answered_from_the_tangent_then_polished_to_the_warm_refit(tmp_path):
     """A knob move goes out at once from the fit's tangent; once the knobs rest the daemon sends
     exactly what a warm refit from that answer gives (and the polish fits at least as well)."""
-    import time
-
     from bridge.daemon import SETTLE_AFTER_S
     from bridge.fit import score_settings
     model, mapping, fit_curve, load_mapping, name = _real_modules()
-    reaper = ReaperPeer()
-    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping=name,
-                                                     min_interval_ms=0.0),))
-    d = Daemon(cfg, model=model, fit_curve=fit_curve, load_mapping=load_mapping, persist=False)
-    d.start()
-    client = UdpPeer()
-    dest = ("127.0.0.1", d.osc_port)
-    try:
-        send_and_wait(client, dest, "/eqbridge/text", "warm")
-        for _ in range(200):  # the tangent is built while the engine is idle
-            if d._tangent is not None:
-                break
-            time.sleep(0.01)
-        assert d._tangent is not None
-        send_and_wait(client, dest, "/eqbridge/macro/1", 0.56)
+    with real_daemon(name, model=model, fit_curve=fit_curve, load_mapping=load_mapping) as r:
+        d = r.d
+        send_and_wait(r.client, r.dest, "/eqbridge/text", "warm")
+        assert wait_until(lambda: d._tangent is not None, timeout=2.0)  # built while the engine is idle
+        send_and_wait(r.client, r.dest, "/eqbridge/macro/1", 0.56)
         assert d.knob_answers["tangent"] == 1 and d.knob_answers["refit"] == 0
         answer = d.last_bands
         curve = d.session.state.curve
-        reaper.wait_for(lambda rs: len(d.knob_error_db) == 1, timeout=5 + 10 * SETTLE_AFTER_S)
+        assert wait_until(lambda: len(d.knob_error_db) == 1, timeout=5 + 10 * SETTLE_AFTER_S)
         polished = fit_curve(curve, mapping, previous=answer)
         assert d.last_bands == polished.bands
-        settle(d, reaper)
-        want = {f"/track/1/fx/1/fxparam/{p.reaper_index + 1}/value": f32(min(max(p.normalized, 0.0), 1.0))
-                for p in mapping.host_params(polished.bands) if p.reaper_index is not None}
-        assert final_values(reaper) == want
+        settle(d, r.reaper)
+        assert final_values(r.reaper) == reaper_values(mapping, polished.bands)
         answered, after = d.knob_error_db[0]
         assert answered == pytest.approx(score_settings(curve, mapping, answer).rms_error_db)
         assert after == pytest.approx(polished.rms_error_db) and after <= answered + 1e-3
         assert d.status()["knob_answers"]["rms_error_db"]["n"] == 1
-    finally:
-        d.stop()
-        client.close()
-        reaper.close()
 
 
 def test_real_knob_answers_refit_never_uses_a_tangent(tmp_path):
     """knob_answers: refit (the benchmark's baseline): every knob move is a warm refit."""
     model, mapping, fit_curve, load_mapping, name = _real_modules()
-    reaper = ReaperPeer()
-    cfg = Config(osc_port=0, knob_answers="refit",
-                 targets=(default_target("reaper", port=reaper.port, mapping=name, min_interval_ms=0.0),))
-    d = Daemon(cfg, model=model, fit_curve=fit_curve, load_mapping=load_mapping, persist=False)
-    d.start()
-    client = UdpPeer()
-    dest = ("127.0.0.1", d.osc_port)
-    try:
-        send_and_wait(client, dest, "/eqbridge/text", "warm")
+    with real_daemon(name, model=model, fit_curve=fit_curve, load_mapping=load_mapping,
+                     knob_answers="refit") as r:
+        d = r.d
+        send_and_wait(r.client, r.dest, "/eqbridge/text", "warm")
         before = d.session.state.fit
-        send_and_wait(client, dest, "/eqbridge/macro/1", 0.56)
+        send_and_wait(r.client, r.dest, "/eqbridge/macro/1", 0.56)
         assert d.knob_answers["tangent"] == 0 and d.knob_answers["refit"] == 1 and d._tangent is None
         assert d.last_bands == fit_curve(d.session.state.curve, mapping, previous=before).bands
-    finally:
-        d.stop()
-        client.close()
-        reaper.close()

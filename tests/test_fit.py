@@ -216,7 +216,7 @@ def test_warm_start_with_nothing_placed():
 
 def test_many_bells_penalty_rows_match_the_plain_loop():
     # with > 28 bell pairs the candidate pairs are found with numpy first: same rows as the loop
-    from bridge.fit import _Model, _Problem
+    from bridge.fit import _cancel_rows, _Model, _Problem
     specs = [BandSpec(f"b{i}", ("bell",), (20.0, 20000.0), (-15.0, 15.0), (0.18, 6.0))
              for i in range(12)]
     prob = _Problem(_word_curves(2)[1], specs, 48000.0)
@@ -227,26 +227,10 @@ def test_many_bells_penalty_rows_match_the_plain_loop():
                         np.zeros(12)])
     fast = model._rows(x)
     assert fast  # some opposite pairs are close
-    slow = list(_plain_rows(model, x))
+    slow = _cancel_rows(x.tolist(), model.k, model.st.pairs)  # every pair, no numpy prefilter
     assert len(fast) == len(slow)
     for (r1, e1), (r2, e2) in zip(fast, slow):
         assert r1 == pytest.approx(r2) and e1 == pytest.approx(e2)
-
-
-def _plain_rows(model, x):
-    import math
-    from bridge.fit import _CANCEL_REACH, CANCEL_PULL, CANCEL_WIDTH
-    k = model.k
-    xl = x.tolist()
-    for i, j in model.st.pairs:
-        gi, gj = xl[k + i], xl[k + j]
-        d = xl[i] - xl[j]
-        if gi * gj < 0.0 and -_CANCEL_REACH < d < _CANCEL_REACH:
-            cl = CANCEL_PULL * math.exp(-0.5 * d * d / CANCEL_WIDTH ** 2)
-            s, gs = (i, gi) if abs(gi) <= abs(gj) else (j, gj)
-            r = cl * abs(gs)
-            dr = -r * d / CANCEL_WIDTH ** 2
-            yield r, [(i, dr), (j, -dr), (k + s, math.copysign(cl, gs))]
 
 
 def test_warm_refit_stays_in_its_trust_region():

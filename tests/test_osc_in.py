@@ -155,10 +155,8 @@ def test_bad_input_is_answered_or_dropped_and_ping_still_works(server):
         assert len(pongs) == i + 1, f"no pong after {name}"
         assert srv.counters.received >= before + 1 or dgram == b""
         errors = [r for r in client.received if r.address == "/eqbridge/error"]
-        accepted = srv.counters.accepted
-        # every refused datagram got exactly one error reply with a readable reason
-        if len(errors) > errors_before:
-            assert all(isinstance(e.args[0], str) and e.args[0] for e in errors[errors_before:])
+        # every error reply carries a readable reason
+        assert all(isinstance(e.args[0], str) and e.args[0] for e in errors[errors_before:])
     # nothing invalid reached the session
     for ev in _drain(events):
         assert ev.kind in ("amount", "text", "macro", "undo", "redo", "reset", "bypass", "target",

@@ -87,7 +87,7 @@ def check(cfg) -> int:
     print(f"knob moves: answered by {'the fit tangent, polished at rest' if cfg.knob_answers == 'tangent' else 'a warm refit each'}")
     print(f"state: {cfg.data_dir()}")
     try:
-        from bridge.daemon import profile_location
+        from bridge.daemon_profile import profile_location
         print(f"profile: {cfg.profile} ({profile_location(cfg.profile, cfg.data_dir())})")
     except EqBridgeError as exc:
         print(f"profile: {cfg.profile}  ERROR: {exc}")

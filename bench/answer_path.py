@@ -1,0 +1,138 @@
+"""Where a knob answer's time goes, step by step, and the floor a wake-up sets on this machine.
+
+1. In one process, with the real model, mapping (reaper-reaeq) and fitter: the steps the daemon
+   takes from a datagram to the REAPER messages (OSC parse, address match + argument check,
+   session update, tangent step, host values, encoding and sending 12 datagrams to a socket
+   nobody reads), each timed on its own; first back to back (warm caches), then with an idle gap
+   before every move, as a hand on a knob gives (the daemon's real situation).
+2. A ping/pong round trip to `eqbridge serve` over loopback, back to back and with the same idle
+   gaps: the cost of two wake-ups, which no code on the answer path can remove.
+
+    python bench/answer_path.py [--moves 300] [--gap-ms 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from pythonosc.osc_packet import OscPacket  # noqa: E402
+
+from bridge.config import Config, default_target  # noqa: E402
+from bridge.daemon import Daemon  # noqa: E402
+from bridge.osc_in import BY_PATH, check_args  # noqa: E402
+from bridge.session import Event  # noqa: E402
+from peers import build, free_port, wait_until  # noqa: E402
+
+STEPS = ("parse", "address + arguments", "session update", "tangent step", "host values", "encode + 12 sends")
+
+
+def answer_steps(d: Daemon, value: float) -> list[float]:
+    """One knob move through the daemon's answer path, each step timed (seconds)."""
+    t = [time.perf_counter()]
+    msg = OscPacket(build("/eqbridge/macro/1", value)).messages[0].message
+    t.append(time.perf_counter())
+    addr = BY_PATH[msg.address]
+    ev = Event(addr.event, addr.fixed[:1] + check_args(addr, list(msg.params)), None, "bench")
+    t.append(time.perf_counter())
+    d.session.apply(ev)
+    t.append(time.perf_counter())
+    k, b = d.session.state.knobs, d._tangent.knobs
+    bands = d._tangent.tangent.settings([k.amount - b.amount] + [m - m0 for m, m0 in zip(k.macros, b.macros)])
+    t.append(time.perf_counter())
+    params = d.active.mapping.host_params(bands)
+    t.append(time.perf_counter())
+    d.active.output.submit(params)
+    t.append(time.perf_counter())
+    return list(np.diff(t))
+
+
+def in_process(moves: int, gap_s: float) -> None:
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the REAPER messages land here, unread
+    sink.bind(("127.0.0.1", 0))
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=sink.getsockname()[1], mapping="reaper-reaeq",
+                                                     min_interval_ms=0.0),))
+    d = Daemon(cfg, persist=False)
+    d.start()
+    try:
+        d.submit(Event("text", ("warm",), None, "bench"))
+        if not wait_until(lambda: d._tangent is not None, timeout=10):
+            raise SystemExit("the daemon built no tangent")
+        for label, gap in (("back to back", 0.0), (f"after {gap_s * 1000:.0f} ms idle", gap_s)):
+            rows = []
+            for i in range(moves):
+                if gap:
+                    time.sleep(gap)
+                with d._engine_lock:  # the engine must not polish meanwhile
+                    rows.append(answer_steps(d, 0.5 + 0.001 * (i % 40)))
+                    d._settle_at = None
+            a = np.array(rows) * 1000
+            print(f"{label}: p50 / p99 ms per step")
+            for j, name in enumerate(STEPS):
+                print(f"  {name:22s} {np.percentile(a[:, j], 50):6.3f} / {np.percentile(a[:, j], 99):6.3f}")
+            total = a.sum(axis=1)
+            print(f"  {'total to the last send':22s} {np.percentile(total, 50):6.3f} / {np.percentile(total, 99):6.3f}")
+    finally:
+        d.stop()
+        sink.close()
+
+
+def ping_floor(moves: int, gap_s: float) -> None:
+    port = free_port()
+    tmp = tempfile.mkdtemp()
+    env = dict(os.environ, XDG_DATA_HOME=tmp, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--osc-port", str(port), "--log-level", "warning"],
+                            env=env, cwd=tmp)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(0.2)
+    ping = build("/eqbridge/ping")
+    try:
+        for _ in range(150):  # wait for the daemon
+            s.sendto(ping, ("127.0.0.1", port))
+            try:
+                s.recv(100)
+                break
+            except socket.timeout:
+                continue
+        s.settimeout(5)
+        for label, gap in (("back to back", 0.0), (f"after {gap_s * 1000:.0f} ms idle", gap_s)):
+            ts = []
+            for _ in range(moves):
+                if gap:
+                    time.sleep(gap)
+                t = time.perf_counter()
+                s.sendto(ping, ("127.0.0.1", port))
+                s.recv(100)
+                ts.append((time.perf_counter() - t) * 1000)
+            print(f"ping -> pong ({label}): p50 {np.percentile(ts, 50):.3f} ms, p99 {np.percentile(ts, 99):.3f} ms")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        s.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--moves", type=int, default=300)
+    ap.add_argument("--gap-ms", type=float, default=50.0)
+    a = ap.parse_args()
+    in_process(a.moves, a.gap_ms / 1000)
+    ping_floor(a.moves, a.gap_ms / 1000)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
