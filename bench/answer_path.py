@@ -1,10 +1,13 @@
 """Where a knob answer's time goes, step by step, and the floor a wake-up sets on this machine.
 
-1. In one process, with the real model, mapping (reaper-reaeq) and fitter: the steps the daemon
-   takes from a datagram to the REAPER messages (OSC parse, address match + argument check,
-   session update, tangent step, host values, encoding and sending 12 datagrams to a socket
-   nobody reads), each timed on its own; first back to back (warm caches), then with an idle gap
-   before every move, as a hand on a knob gives (the daemon's real situation).
+1. In one process, with the real model, mapping (reaper-reaeq) and fitter: the steps from a
+   datagram to the REAPER messages (12 datagrams to a socket nobody reads), each timed on its
+   own, two ways in the same run, moves interleaved: as the daemon answered before (python-osc
+   parse, address match + argument check, session update, the tangent's full active-set solve,
+   host values, sends) and as it answers now (decode_knob, the knobs after the move, the
+   tangent's line for one knob, host values, sends; the session is updated after the send).
+   First back to back (warm caches), then with an idle gap before every move, as a hand on a
+   knob gives (the daemon's real situation).
 2. A ping/pong round trip to `eqbridge serve` over loopback, back to back and with the same idle
    gaps: the cost of two wake-ups, which no code on the answer path can remove.
 
@@ -32,15 +35,18 @@ from pythonosc.osc_packet import OscPacket  # noqa: E402
 
 from bridge.config import Config, default_target  # noqa: E402
 from bridge.daemon import Daemon  # noqa: E402
-from bridge.osc_in import BY_PATH, check_args  # noqa: E402
+from bridge.osc_in import BY_PATH, check_args, decode_knob, knob_table  # noqa: E402
 from bridge.session import Event  # noqa: E402
 from peers import build, free_port, wait_until  # noqa: E402
 
 STEPS = ("parse", "address + arguments", "session update", "tangent step", "host values", "encode + 12 sends")
+SHORTCUT_STEPS = ("decode (bytes -> event)", "knobs after the move", "tangent line", "host values",
+                  "encode + 12 sends")
 
 
 def answer_steps(d: Daemon, value: float) -> list[float]:
-    """One knob move through the daemon's answer path, each step timed (seconds)."""
+    """One knob move through the answer path as it was (python-osc parse, argument checks, the
+    session updated first, the tangent's full active-set solve), each step timed (seconds)."""
     t = [time.perf_counter()]
     msg = OscPacket(build("/eqbridge/macro/1", value)).messages[0].message
     t.append(time.perf_counter())
@@ -59,6 +65,35 @@ def answer_steps(d: Daemon, value: float) -> list[float]:
     return list(np.diff(t))
 
 
+def shortcut_steps(d: Daemon, value: float, table: dict) -> list[float]:
+    """The same move as the daemon answers it now (bridge.osc_in.decode_knob, then
+    Daemon._send_knob_first: the tangent's line, sent before the session catches up)."""
+    dgram = build("/eqbridge/macro/1", value)
+    t = [time.perf_counter()]
+    kind, args = decode_knob(dgram, table)
+    ev = Event(kind, args, None, "bench")
+    t.append(time.perf_counter())
+    knobs, _ = d.session.moved_knobs(ev)
+    t.append(time.perf_counter())
+    bands, _ = d._tangent_bands(knobs)
+    t.append(time.perf_counter())
+    params = d.active.mapping.host_params(bands)
+    t.append(time.perf_counter())
+    d.active.output.submit(params)
+    t.append(time.perf_counter())
+    d.session.apply(ev)  # after the send, as in the daemon (not timed)
+    return list(np.diff(t))
+
+
+def _table(label: str, names: tuple, rows: list) -> None:
+    a = np.array(rows) * 1000
+    print(f"{label}: p50 / p99 ms per step")
+    for j, name in enumerate(names):
+        print(f"  {name:26s} {np.percentile(a[:, j], 50):6.3f} / {np.percentile(a[:, j], 99):6.3f}")
+    total = a.sum(axis=1)
+    print(f"  {'total to the last send':26s} {np.percentile(total, 50):6.3f} / {np.percentile(total, 99):6.3f}")
+
+
 def in_process(moves: int, gap_s: float) -> None:
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the REAPER messages land here, unread
     sink.bind(("127.0.0.1", 0))
@@ -66,24 +101,23 @@ def in_process(moves: int, gap_s: float) -> None:
                                                      min_interval_ms=0.0),))
     d = Daemon(cfg, persist=False)
     d.start()
+    table = knob_table(d.osc.addresses)
     try:
         d.submit(Event("text", ("warm",), None, "bench"))
         if not wait_until(lambda: d._tangent is not None, timeout=10):
             raise SystemExit("the daemon built no tangent")
         for label, gap in (("back to back", 0.0), (f"after {gap_s * 1000:.0f} ms idle", gap_s)):
-            rows = []
+            rows: dict[str, list] = {"before": [], "now": []}
             for i in range(moves):
-                if gap:
-                    time.sleep(gap)
-                with d._engine_lock:  # the engine must not polish meanwhile
-                    rows.append(answer_steps(d, 0.5 + 0.001 * (i % 40)))
-                    d._settle_at = None
-            a = np.array(rows) * 1000
-            print(f"{label}: p50 / p99 ms per step")
-            for j, name in enumerate(STEPS):
-                print(f"  {name:22s} {np.percentile(a[:, j], 50):6.3f} / {np.percentile(a[:, j], 99):6.3f}")
-            total = a.sum(axis=1)
-            print(f"  {'total to the last send':22s} {np.percentile(total, 50):6.3f} / {np.percentile(total, 99):6.3f}")
+                for which in ("before", "now"):  # interleaved: both see the same machine
+                    if gap:
+                        time.sleep(gap)
+                    with d._engine_lock:  # the engine must not polish meanwhile
+                        v = 0.5 + 0.001 * (i % 40) + (0.0005 if which == "now" else 0.0)
+                        rows[which].append(answer_steps(d, v) if which == "before" else shortcut_steps(d, v, table))
+                        d._settle_at = None
+            _table(f"{label}, as before (full parse, session first, full solve)", STEPS, rows["before"])
+            _table(f"{label}, now (decode_knob, send first, tangent line)", SHORTCUT_STEPS, rows["now"])
     finally:
         d.stop()
         sink.close()

@@ -262,7 +262,7 @@ class Daemon:
                 return False
             timers = (self._settle_at, self._tangent_wanted)
             self.knob_answers["on_osc_thread"] += 1
-            self._process_logged([ev])
+            self._process_logged([ev], self._send_knob_first(ev))
             rearm = (self._settle_at, self._tangent_wanted) != timers
         finally:
             self._engine_lock.release()
@@ -270,11 +270,27 @@ class Daemon:
             self._enqueue(_WAKE)
         return True
 
-    def _process_logged(self, batch: list[Event]) -> None:
+    def _process_logged(self, batch: list[Event], sent: tuple | None = None) -> None:
         try:
-            self.process(batch)
+            self.process(batch, sent)
         except Exception:
             log.exception("engine: a burst of %d events failed", len(batch))
+
+    def _send_knob_first(self, ev: Event) -> tuple | None:
+        """A lone knob move the tangent answers: its values go to the target before the session,
+        the curve and the feedback are brought up to date (`process(sent=...)` does that next),
+        so nothing but the answer itself stands between the datagram and the DAW. None: not
+        answerable so (process() then does everything in the usual order)."""
+        try:
+            knobs, _ = self.session.moved_knobs(ev)
+        except (SessionError, ValueError):
+            return None
+        if knobs == self.session.state.knobs:
+            return None
+        got = self._tangent_bands(knobs)
+        if got is None:
+            return None
+        return (knobs,) + got + (self._submit_bands(got[0]),)
 
     # ------------------------------------------------------------------ engine thread
     def _run(self) -> None:
@@ -330,8 +346,10 @@ class Daemon:
             snapshot = self._state_snapshot()
         self._write_state(snapshot)
 
-    def process(self, batch: list[Event]) -> None:
-        """Apply one burst and send the result. Runs on the engine thread only."""
+    def process(self, batch: list[Event], sent: tuple | None = None) -> None:
+        """Apply one burst and send the result. Runs under the engine lock. `sent`: the burst is
+        one knob move whose tangent answer (knobs, bands, reach, host params) was already
+        submitted (`_send_knob_first`)."""
         if not batch:
             return
         changed = False
@@ -363,7 +381,10 @@ class Daemon:
             if self._dirty_at is None:
                 self._dirty_at = time.monotonic()
             try:
-                if self._answer_from_tangent():
+                if sent is not None and self.session.state.knobs == sent[0]:
+                    self._record_tangent_answer(*sent[1:])
+                    self.knob_answers["tangent"] += 1
+                elif self._answer_from_tangent():
                     self.knob_answers["tangent"] += 1
                 else:
                     if all(e.kind in CONTINUOUS for e in batch):
@@ -474,10 +495,7 @@ class Daemon:
         fit = self.fit_curve(curve, act.mapping, previous=previous)
         st.fit, st.fit_phrase = fit, st.knobs.phrase
         self.last_fit_error = float(getattr(fit, "rms_error_db", float("nan")))
-        params = list(act.mapping.host_params(fit.bands))
-        self.last_params, self.last_bands = params, tuple(fit.bands)
-        if act.output is not None:
-            act.output.submit(params)
+        self.last_params, self.last_bands = self._submit_bands(fit.bands), tuple(fit.bands)
         self._tangent, self._settle_at = None, None
         self._tangent_wanted = self.fit_tangent is not None
 
@@ -486,28 +504,49 @@ class Daemon:
         st = self.session.state
         return (self.session.active, st.bypass, id(self.active.mapping) if self.active else None)
 
-    def _answer_from_tangent(self) -> bool:
-        """Answer a knob move from the tangent when it applies; False: do a full render."""
+    def _tangent_bands(self, k: Any) -> tuple[tuple, float] | None:
+        """The tangent's answer for knobs `k` and how far they are from its base (the largest
+        move of any knob), or None when the tangent is not for this target, bypass, mapping and
+        phrase. One knob moved alone takes the tangent's line (plain Python); else the solve."""
         tan = self._tangent
-        act = self.active
-        if tan is None or act is None or tan.key != self._tangent_key():
-            return False
-        st = self.session.state
-        k, b = st.knobs, tan.knobs
+        if tan is None or self.active is None or tan.key != self._tangent_key():
+            return None
+        b = tan.knobs
         if k.phrase != b.phrase or len(k.macros) != len(b.macros):
-            return False
+            return None
         theta = [k.amount - b.amount] + [m - m0 for m, m0 in zip(k.macros, b.macros)]
-        bands = tan.tangent.settings(theta)
+        moved = [j for j, t in enumerate(theta) if t != 0.0]
+        bands = tan.tangent.settings_along(moved[0], theta[moved[0]]) if len(moved) == 1 else None
+        if bands is None:
+            bands = tan.tangent.settings(theta)
+        return bands, max(map(abs, theta))
+
+    def _submit_bands(self, bands: tuple) -> list:
+        """Host values of `bands` for the active mapping, handed to its target (sent at once
+        when the target is idle)."""
+        act = self.active
         params = list(act.mapping.host_params(bands))
-        self.last_params, self.last_bands = params, bands
         if act.output is not None:
             act.output.submit(params)
-        self.renders += 1
-        st.fit, st.fit_phrase = bands, k.phrase  # the polish starts from what was sent
-        st.curve = self.session.target_curve(self.curves)  # exact, for the feedback (after the send)
-        far = max(abs(t) for t in theta) > TANGENT_REACH
-        self._settle_at = time.monotonic() + (SETTLE_FAR_AFTER_S if far else SETTLE_AFTER_S)
+        return params
+
+    def _answer_from_tangent(self) -> bool:
+        """Answer a knob move from the tangent when it applies; False: do a full render."""
+        got = self._tangent_bands(self.session.state.knobs)
+        if got is None:
+            return False
+        self._record_tangent_answer(*got, self._submit_bands(got[0]))
         return True
+
+    def _record_tangent_answer(self, bands: tuple, reach: float, params: list) -> None:
+        """What follows a tangent answer once it is submitted: the state, the exact curve for the
+        feedback, and when to polish it."""
+        st = self.session.state
+        self.last_params, self.last_bands = params, bands
+        self.renders += 1
+        st.fit, st.fit_phrase = bands, st.knobs.phrase  # the polish starts from what was sent
+        st.curve = self.session.target_curve(self.curves)
+        self._settle_at = time.monotonic() + (SETTLE_FAR_AFTER_S if reach > TANGENT_REACH else SETTLE_AFTER_S)
 
     def _settle(self) -> None:
         """Polish a tangent answer with a warm refit; send and report what changed."""

@@ -723,23 +723,29 @@ class FitTangent:
     lo: np.ndarray  # (n,) the plugin's limits within the warm trust region
     hi: np.ndarray
     unbounded: np.ndarray  # (n, m): the step per unit of each direction when no limit is reached
-    _solvers: dict = field(default_factory=dict, repr=False)  # held mask -> (H_ff^-1, H_fh)
+    # held mask -> (H_ff^-1, H_fh); ("line", j, sign) -> (change per unit, reach); "x0" -> x0 as a list
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def _solver(self, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """H_ff^-1 and H_fh for a set of held parameters (cached: a knob turned one way keeps
         pressing the same parameters against their limits, move after move)."""
         key = held.tobytes()
-        s = self._solvers.get(key)
+        s = self._cache.get(key)
         if s is None:
             f = ~held
-            s = self._solvers[key] = (np.linalg.inv(self.hess[np.ix_(f, f)]), self.hess[np.ix_(f, held)])
+            s = self._cache[key] = (np.linalg.inv(self.hess[np.ix_(f, f)]), self.hess[np.ix_(f, held)])
         return s
 
-    def step(self, theta: Sequence[float] | np.ndarray) -> np.ndarray:
-        """The parameter change (n,) for a target move of sum(theta[j] * direction j)."""
+    def step(self, theta: Sequence[float] | np.ndarray, trace: list | None = None) -> np.ndarray:
+        """The parameter change (n,) for a target move of sum(theta[j] * direction j).
+        `trace`, if given, receives (dx, checked) at every bound test: the candidate change and
+        which parameters were tested against their limits (what `_line` needs to know how far
+        the answer stays linear)."""
         th = np.asarray(theta, dtype=np.float64)
         dx = self.unbounded @ th  # the common case: one small product
         x = self.x0 + dx
+        if trace is not None:
+            trace.append((dx.copy(), np.ones(dx.size, dtype=bool)))
         if ((x >= self.lo) & (x <= self.hi)).all():
             return dx
         b = self.rhs @ th
@@ -752,6 +758,8 @@ class FitTangent:
             inv_ff, h_fh = self._solver(held)
             dx[f] = inv_ff @ (b[f] - h_fh @ dx[held])
             x = self.x0 + dx
+            if trace is not None:
+                trace.append((dx.copy(), f))
             over = f & ((x < self.lo) | (x > self.hi))
             if not over.any():
                 break
@@ -762,11 +770,59 @@ class FitTangent:
     def settings(self, theta: Sequence[float] | np.ndarray) -> tuple[BandSetting, ...]:
         """Every band's setting with the target moved by sum(theta[j] * direction j)."""
         x = np.minimum(np.maximum(self.x0 + self.step(theta), self.lo), self.hi)
+        return self._bands_at(x.tolist())
+
+    def settings_along(self, j: int, delta: float) -> tuple[BandSetting, ...] | None:
+        """`settings` for a move of direction j alone by `delta` (one knob turned), in plain
+        Python: the answer is linear in delta until a parameter reaches a limit the move has not
+        yet pressed on, so each direction and sign is solved once (`_line`) and a move costs a
+        dozen multiply-adds. None beyond that reach (use `settings`)."""
+        v, reach = self._line(j, delta >= 0.0)
+        a = abs(delta)
+        if a > reach:
+            return None
+        return self._bands_at([x0 + a * vi for x0, vi in zip(self._x0_list, v)])
+
+    @property
+    def _x0_list(self) -> list[float]:
+        xl = self._cache.get("x0")
+        if xl is None:
+            xl = self._cache["x0"] = self.x0.tolist()
+        return xl
+
+    def _line(self, j: int, positive: bool) -> tuple[list[float], float]:
+        """(change per unit move, reach) along direction j with that sign. The active-set solve
+        is piecewise linear in the move: solved at a tiny move, every bound test it made (the
+        trace) says how far each still-free parameter may go before the path would change."""
+        key = ("line", j, positive)
+        line = self._cache.get(key)
+        if line is not None:
+            return line
+        eps = 1e-7
+        theta = np.zeros(self.unbounded.shape[1])
+        if not 0 <= j < theta.size:
+            raise ValueError(f"direction {j} of {theta.size}")
+        theta[j] = eps if positive else -eps
+        trace: list = []
+        v = self.step(theta, trace) / eps
+        reach = math.inf
+        for n, (dx, checked) in enumerate(trace):
+            if n == 0 and len(trace) > 1:
+                continue  # the unbounded step failed its test: it fails for any larger move too
+            d = dx / eps
+            x = self.x0 + dx
+            inside = checked & (x >= self.lo) & (x <= self.hi) & (d != 0.0)
+            room = np.where(d > 0.0, self.hi - self.x0, self.lo - self.x0)[inside] / d[inside]
+            if room.size:
+                reach = min(reach, float(room.min()))
+        line = self._cache[key] = (v.tolist(), reach)
+        return line
+
+    def _bands_at(self, x: list[float]) -> tuple[BandSetting, ...]:
         k = len(self.slots)
-        lnf, g, lnq = x[:k].tolist(), x[k:2 * k].tolist(), x[2 * k:].tolist()
         out = list(self.bands)
         for j, slot in enumerate(self.slots):
-            out[slot] = BandSetting(self.kinds[j], math.exp(lnf[j]), g[j], math.exp(lnq[j]))
+            out[slot] = BandSetting(self.kinds[j], math.exp(x[j]), x[k + j], math.exp(x[2 * k + j]))
         return tuple(out)
 
 

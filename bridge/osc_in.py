@@ -32,7 +32,7 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_packet import OscPacket
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-from bridge.session import Event, shipped_macro_names
+from bridge.session import CONTINUOUS, Event, shipped_macro_names
 
 from numpy import floating as np_floating, integer as np_integer
 
@@ -143,6 +143,29 @@ REPLIES: tuple[tuple[str, str, str], ...] = (
     (f"{PREFIX}/kept", ",s", "The phrase just kept; sent only once it is durably in the profile."),
     (f"{PREFIX}/taught", ",s", "The name just taught, as stored (the descriptor phrases will use)."),
 )
+
+
+def knob_table(addresses: Iterable[Address]) -> dict[bytes, tuple[str, tuple]]:
+    """The encoded address and `,f` type tag of every one-float knob address (amount, macros)
+    -> (event kind, fixed arguments): a datagram is such a message exactly when it is one of
+    these prefixes followed by four bytes."""
+    return {_osc_string(a.path.encode("ascii")) + b",f\0\0": (a.event, a.fixed[:1])
+            for a in addresses if a.event in CONTINUOUS and [x.kind for x in a.args] == ["unit"]}
+
+
+def decode_knob(data: bytes, table: dict[bytes, tuple[str, tuple]]) -> tuple[str, tuple] | None:
+    """(event kind, arguments) of a knob message with a value in 0..1, read straight from the
+    bytes; None for anything else, which then takes the full parse and its error replies. Knob
+    moves are most of the traffic and the answer's latency starts here: this is a dict lookup
+    and one struct call instead of python-osc's message object and our argument checks (the
+    same value: an OSC float is a big-endian IEEE 754 float32, OSC 1.0 spec)."""
+    hit = table.get(data[:-4])
+    if hit is None:
+        return None
+    v = _F32.unpack_from(data, len(data) - 4)[0]
+    if not 0.0 <= v <= 1.0:  # NaN fails too
+        return None
+    return hit[0], hit[1] + (v,)
 
 
 class ArgError(ValueError):
@@ -257,6 +280,7 @@ class OscServer(BlockingOSCUDPServer):
         self._warn = _LogLimiter(log)
         self.addresses = ADDRESSES if addresses is None else tuple(addresses)
         self._handlers: dict[str, list] = {}  # address -> matched handlers (known addresses only)
+        self._knobs = knob_table(self.addresses)
         super().__init__((host, port), build_dispatcher(self), bind_and_activate=True)
         try:  # room for bursts (a fader sweep, a flood) while the engine catches up
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -280,6 +304,11 @@ class OscServer(BlockingOSCUDPServer):
     def handle_datagram(self, data: bytes, client: tuple[str, int]) -> None:
         self.counters.received += 1
         t_in = time.perf_counter()
+        knob = decode_knob(data, self._knobs)
+        if knob is not None:
+            self.counters.accepted += 1
+            self.sink(Event(knob[0], knob[1], client, "osc", t_in))
+            return
         try:
             if not data.startswith((b"/", b"#bundle")):
                 raise ValueError("not an OSC message or bundle")

@@ -350,16 +350,8 @@ class Session:
                 self._check_phrase(phrase)  # raises PhraseError
             # the macros are relative to the answer: a new answer starts them at 0.5 again
             return st.commit(replace(k, phrase=phrase, macros=self.neutral), None)
-        if kind == "amount":
-            return st.commit(replace(k, amount=float(ev.args[0])), "amount")
-        if kind == "macro":
-            n, v = int(ev.args[0]), float(ev.args[1])
-            count = self.macros.count
-            if not 1 <= n <= count:
-                raise SessionError(f"macro must be 1..{count}, got {n}")
-            macros = list(self.fit_knobs(k).macros)
-            macros[n - 1] = v
-            return st.commit(replace(k, macros=tuple(macros)), f"macro/{n}")
+        if kind in CONTINUOUS:
+            return st.commit(*self.moved_knobs(ev))
         if kind == "undo":
             return st.undo()
         if kind == "redo":
@@ -372,6 +364,23 @@ class Session:
             st.bypass = flag
             return changed
         raise SessionError(f"event {kind!r} is not a session change")
+
+    def moved_knobs(self, ev: Event) -> tuple[Knobs, str]:
+        """The active target's knobs after a knob event (amount or macro), and the control it
+        moved, without applying it: the daemon answers a lone knob move before the session
+        catches up. Raises SessionError for a macro the model does not have."""
+        k = self.state.knobs
+        if ev.kind == "amount":
+            return replace(k, amount=float(ev.args[0])), "amount"
+        if ev.kind != "macro":
+            raise SessionError(f"event {ev.kind!r} is not a knob move")
+        n, v = int(ev.args[0]), float(ev.args[1])
+        count = self.macros.count
+        if not 1 <= n <= count:
+            raise SessionError(f"macro must be 1..{count}, got {n}")
+        macros = list(self.fit_knobs(k).macros)
+        macros[n - 1] = v
+        return replace(k, macros=tuple(macros)), f"macro/{n}"
 
     def answer_curve(self, curves: PhraseCurves | None) -> np.ndarray | None:
         """The model's answer for the active phrase at its amount (before the macros), or None."""

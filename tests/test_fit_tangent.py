@@ -93,3 +93,44 @@ def test_bad_input_is_refused(base):
         fit_tangent(fit, bands, np.full((1, 40), np.nan))
     with pytest.raises(ValueError):
         fit_tangent(fit, bands[:4], DIRECTIONS)
+
+
+def _same_bands(a, b, tol=1e-9):
+    return all(x.type == y.type and abs(np.log(x.freq_hz / y.freq_hz)) <= tol and abs(x.gain_db - y.gain_db) <= tol
+               and abs(np.log(x.q / y.q)) <= tol for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("which", ["eight-band", "limits", "reaper-reaeq"])
+def test_one_knob_line_equals_the_full_solve(base, which):
+    """settings_along(j, d) is settings(d e_j) wherever it answers, it answers small moves, and
+    past its reach it says so (None) rather than giving a different answer."""
+    if which == "eight-band":
+        bands, fit = base
+    elif which == "limits":  # a shelf Q pinned at its limit and tight gain ranges: the active set works
+        bands = [BandSpec("ls", ("low_shelf",), (20.0, 500.0), (-6.0, 6.0), (0.7071, 0.7071), fixed_q=0.7071),
+                 BandSpec("b1", ("bell",), (100.0, 8000.0), (-3.0, 3.0), (0.3, 4.0)),
+                 BandSpec("hs", ("high_shelf",), (2000.0, 20000.0), (-6.0, 6.0), (0.5, 1.0))]
+        fit = fit_curve(TARGET, bands)
+    else:
+        from bridge.mapping import load_mapping
+        bands = load_mapping("reaper-reaeq")
+        fit = fit_curve(TARGET, bands)
+    tan = fit_tangent(fit, bands, DIRECTIONS)
+    answered = refused = 0
+    for j in range(len(DIRECTIONS)):
+        for d in np.concatenate([np.linspace(-3.0, 3.0, 121), [0.0, 1e-6, -1e-6]]):
+            theta = np.zeros(len(DIRECTIONS))
+            theta[j] = d
+            line = tan.settings_along(j, float(d))
+            if line is None:
+                refused += 1
+                continue
+            answered += 1
+            assert _same_bands(line, tan.settings(theta)), (which, j, d)
+        assert tan.settings_along(j, 1e-4) is not None
+        assert tan.settings_along(j, -1e-4) is not None
+    assert answered > 40
+    if which == "limits":
+        assert refused > 0  # the tight gain limit is reached inside +-3 units
+    with pytest.raises(ValueError):
+        tan.settings_along(len(DIRECTIONS), 0.1)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.osc_in import ADDRESSES, MAX_STRING_CHARS, ArgError, OscServer, check_args, render_markdown, BY_PATH
+from bridge.osc_in import (ADDRESSES, BY_PATH, MAX_STRING_CHARS, ArgError, OscServer, check_args, decode_knob,
+                           knob_table, render_markdown)
 from peers import UdpPeer, build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +29,34 @@ def test_table_has_the_issue_addresses():
               "/eqbridge/bypass", "/eqbridge/target", "/eqbridge/ping", "/eqbridge/status"):
         assert p in paths
     assert len(paths) == len(ADDRESSES)
+
+
+def _full_parse(dgram: bytes):
+    """What the full path (python-osc's parser, then our argument checks) makes of a datagram."""
+    from pythonosc.osc_packet import OscPacket
+    msg = OscPacket(dgram).messages[0].message
+    addr = BY_PATH[msg.address]
+    return addr.event, addr.fixed[:1] + check_args(addr, list(msg.params))
+
+
+def test_knob_shortcut_decodes_what_the_full_parse_does():
+    table = knob_table(ADDRESSES)
+    assert {kind for kind, _ in table.values()} == {"amount", "macro"}
+    rng = random.Random(3)
+    knob_paths = [a.path for a in ADDRESSES if a.event in ("amount", "macro")]
+    values = [0.0, 1.0, 0.5, 1e-30, 0.9999999] + [rng.random() for _ in range(200)]
+    for path in knob_paths:
+        for v in values:
+            d = build(path, float(v))
+            assert decode_knob(d, table) == _full_parse(d)
+    # anything else is left to the full path (which answers errors): other types, ranges, lengths
+    others = [build("/eqbridge/amount", 1), build("/eqbridge/amount", 1.5), build("/eqbridge/amount", -0.0001),
+              build("/eqbridge/amount", float("nan")), build("/eqbridge/amount", float("inf")),
+              build("/eqbridge/amount", 0.5, 0.5), build("/eqbridge/amount", "0.5"), build("/eqbridge/amount"),
+              build("/eqbridge/text", "warm"), build("/eqbridge/macro/99", 0.5), build("/eqbridge/amount", 0.5)[:-1],
+              build("/eqbridge/amount", 0.5) + b"\0\0\0\0", b"", b"\0\0\0", b"#bundle\0" + bytes(8)]
+    for d in others:
+        assert decode_knob(d, table) is None, d
 
 
 @pytest.mark.parametrize("path,values,expect", [
