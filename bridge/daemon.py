@@ -15,7 +15,9 @@ SETTLE_AFTER_S a warm refit polishes the answer and sends whatever it changed. A
 move (nothing queued, the engine idle, no further datagram waiting) is answered on the OSC thread
 itself, under the engine lock: waking the engine thread would cost 0.1-0.3 ms. Bursts still go
 through the queue, where they are coalesced. (MIDI callbacks may run on JACK's process thread,
-so MIDI always queues.)
+so MIDI always queues.) A lone knob move, on either thread, is sent first (`_send_knob_first`:
+the tangent's line for that knob, host values, the target) and the session, the exact curve and
+the feedback are brought up to date after it.
 
 The model, mapping and fit modules are imported lazily: without them the daemon still runs
 (phrases are refused with a reason; knobs still shape the reported curve).
@@ -283,14 +285,15 @@ class Daemon:
         answerable so (process() then does everything in the usual order)."""
         try:
             knobs, _ = self.session.moved_knobs(ev)
-        except (SessionError, ValueError):
+            if knobs == self.session.state.knobs:
+                return None
+            got = self._tangent_bands(knobs)
+            if got is None:
+                return None
+            return (knobs,) + got + (self._submit_bands(got[0]),)
+        except (SessionError, EqBridgeError, ValueError) as exc:  # process() reports it to the sender
+            log.debug("knob move not sent first: %s", exc)
             return None
-        if knobs == self.session.state.knobs:
-            return None
-        got = self._tangent_bands(knobs)
-        if got is None:
-            return None
-        return (knobs,) + got + (self._submit_bands(got[0]),)
 
     # ------------------------------------------------------------------ engine thread
     def _run(self) -> None:
@@ -308,7 +311,9 @@ class Daemon:
                 pass
             stop = any(e is _STOP for e in batch)
             with self._engine_lock:
-                self._process_logged([e for e in batch if e is not _STOP and e is not _WAKE])
+                events = [e for e in batch if e is not _STOP and e is not _WAKE]
+                lone_knob = len(events) == 1 and events[0].kind in CONTINUOUS
+                self._process_logged(events, self._send_knob_first(events[0]) if lone_knob else None)
                 with self._count_lock:
                     self._unprocessed -= len(batch)
             if stop:

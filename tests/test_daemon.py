@@ -7,6 +7,7 @@ Most tests use the small fakes (tests/fakes.py) so they do not depend on the mod
 from __future__ import annotations
 
 import json
+import time
 import struct
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -396,6 +397,40 @@ def test_real_knob_is_answered_from_the_tangent_then_polished_to_the_warm_refit(
         assert answered == pytest.approx(score_settings(curve, mapping, answer).rms_error_db)
         assert after == pytest.approx(polished.rms_error_db) and after <= answered + 1e-3
         assert d.status()["knob_answers"]["rms_error_db"]["n"] == 1
+
+
+@pytest.mark.parametrize("source", ["osc", "midi"])
+def test_real_lone_knob_is_sent_first_and_the_session_catches_up(tmp_path, monkeypatch, source):
+    """A lone knob move (on the OSC thread, or queued as MIDI is) goes out as the tangent's full
+    solve would answer it, and after it the session, the curve and the feedback agree with it."""
+    from bridge.session import Event
+    monkeypatch.setattr("bridge.daemon.SETTLE_AFTER_S", 60.0)  # no polish while we look
+    monkeypatch.setattr("bridge.daemon.SETTLE_FAR_AFTER_S", 60.0)
+    model, mapping, fit_curve, load_mapping, name = _real_modules()
+    with real_daemon(name, model=model, fit_curve=fit_curve, load_mapping=load_mapping) as r:
+        d = r.d
+        send_and_wait(r.client, r.dest, "/eqbridge/text", "warm")
+        assert wait_until(lambda: d._tangent is not None, timeout=2.0)
+        tan, base = d._tangent.tangent, d._tangent.knobs
+        n_flushes = d.active.output.flushes
+        if source == "osc":
+            send_and_wait(r.client, r.dest, "/eqbridge/macro/2", 0.58)
+            assert d.knob_answers["on_osc_thread"] == 1
+        else:
+            d.submit(Event("macro", (2, 0.58), None, "midi", time.perf_counter()))
+            assert wait_until(lambda: d.knob_answers["tangent"] == 1, timeout=2.0)
+            assert d.knob_answers["on_osc_thread"] == 0
+        k = d.session.state.knobs
+        assert k.macros[1] == pytest.approx(0.58, abs=1e-6) and k.macros[0] == base.macros[0]
+        theta = [0.0, 0.0, k.macros[1] - base.macros[1]] + [0.0] * (len(k.macros) - 2)
+        want = tan.settings(theta)
+        for a, b in zip(d.last_bands, want):
+            assert a.type == b.type and a.freq_hz == pytest.approx(b.freq_hz, rel=1e-9)
+            assert a.gain_db == pytest.approx(b.gain_db, abs=1e-9) and a.q == pytest.approx(b.q, rel=1e-9)
+        assert np.array_equal(d.session.state.curve, d.session.target_curve(d.curves))
+        assert d.active.output.flushes == n_flushes + 1
+        assert [(p.key, p.normalized) for p in d.last_params] == \
+            [(p.key, p.normalized) for p in mapping.host_params(d.last_bands)]
 
 
 def test_real_knob_answers_refit_never_uses_a_tangent(tmp_path):
