@@ -8,7 +8,9 @@
    tangent's line for one knob, host values, sends; the session is updated after the send).
    First back to back (warm caches), then with an idle gap before every move, as a hand on a
    knob gives (the daemon's real situation).
-2. A ping/pong round trip to `eqbridge serve` over loopback, back to back and with the same idle
+2. What a garbage collection costs in the started daemon, with the objects loaded at start in
+   the collector's sight and frozen (gc.freeze, as Daemon.start does now).
+3. A ping/pong round trip to `eqbridge serve` over loopback, back to back and with the same idle
    gaps: the cost of two wake-ups, which no code on the answer path can remove.
 
     python bench/answer_path.py [--moves 300] [--gap-ms 50]
@@ -123,6 +125,43 @@ def in_process(moves: int, gap_s: float) -> None:
         sink.close()
 
 
+def collector_pauses() -> None:
+    """What a cyclic-GC collection costs in a started daemon (model, mapping and fitter loaded)
+    after serving 3 phrases and 60 knob moves, with everything loaded at start kept in the
+    collector's sight (as before) and frozen (Daemon.start now)."""
+    import gc
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=sink.getsockname()[1], mapping="reaper-reaeq",
+                                                     min_interval_ms=0.0),))
+    d = Daemon(cfg, persist=False)
+    d.start()
+    try:
+        d.submit(Event("text", ("warm",), None, "bench"))
+        wait_until(lambda: d._tangent is not None, timeout=10)
+        for label in ("start-up objects in sight (before)", "start-up objects frozen (now)"):
+            if label.endswith("(before)"):
+                gc.unfreeze()
+            else:
+                gc.collect()
+                gc.freeze()
+            for i, phrase in enumerate(("bright", "less muddy", "warm and airy")):  # serve a little first
+                with d._engine_lock:
+                    d.process([Event("text", (phrase,), None, "bench")])
+                    for j in range(20):
+                        d.process([Event("macro", (1, 0.5 + 0.005 * j), None, "bench")])
+            ms = []
+            for gen in (0, 1, 2):
+                t = time.perf_counter()
+                gc.collect(gen)
+                ms.append((time.perf_counter() - t) * 1000)
+            print(f"collection, {label}: gen 0 {ms[0]:.2f} ms, gen 1 {ms[1]:.2f} ms, gen 2 {ms[2]:.2f} ms "
+                  f"({len(gc.get_objects())} objects tracked)")
+    finally:
+        d.stop()
+        sink.close()
+
+
 def ping_floor(moves: int, gap_s: float) -> None:
     port = free_port()
     tmp = tempfile.mkdtemp()
@@ -164,6 +203,7 @@ def main() -> int:
     ap.add_argument("--gap-ms", type=float, default=50.0)
     a = ap.parse_args()
     in_process(a.moves, a.gap_ms / 1000)
+    collector_pauses()
     ping_floor(a.moves, a.gap_ms / 1000)
     return 0
 

@@ -189,7 +189,8 @@ def knob_errors(rig: Rig) -> str:
     e = rig.status()["knob_answers"]
     err = e.get("rms_error_db") or {}
     return (f"   answered from the tangent {e['tangent']} ({e['on_osc_thread']} on the OSC thread), by a refit "
-            f"{e['refit']}; RMS error vs target: "
+            f"{e['refit']}; sent first, from the datagram read to the last send: {e.get('sent_first_ms')}; "
+            f"RMS error vs target: "
             f"answer p50 {err.get('tangent_p50')} / p99 {err.get('tangent_p99')} dB, polished p50 "
             f"{err.get('polished_p50')} / p99 {err.get('polished_p99')} dB (n={err.get('n')})")
 
