@@ -593,7 +593,9 @@ class Daemon:
             moved = (replace(k, amount=v + h) if n == 0 else
                      replace(k, macros=k.macros[:n - 1] + (v + h,) + k.macros[n:]))
             dirs.append((curve_for(moved, self.curves) - st.curve) / h)
-        self._tangent = _KnobTangent(self._tangent_key(), k, self.fit_tangent(st.fit, act.mapping, np.stack(dirs)))
+        tangent = self.fit_tangent(st.fit, act.mapping, np.stack(dirs))
+        tangent.solve_lines()  # each knob's first move after a polish costs what the next ones do
+        self._tangent = _KnobTangent(self._tangent_key(), k, tangent)
 
     def _feedback(self, replies: list[tuple[str, int]], to_clients: bool) -> None:
         if self.osc is None:

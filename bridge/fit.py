@@ -783,6 +783,14 @@ class FitTangent:
             return None
         return self._bands_at([x0 + a * vi for x0, vi in zip(self._x0_list, v)])
 
+    def solve_lines(self) -> None:
+        """Solve every direction's line, both ways, now (idle time), so the first move along
+        each costs what the next ones do."""
+        for j in range(self.unbounded.shape[1]):
+            self._line(j, True)
+            self._line(j, False)
+        _ = self._x0_list
+
     @property
     def _x0_list(self) -> list[float]:
         xl = self._cache.get("x0")
