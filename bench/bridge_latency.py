@@ -9,6 +9,8 @@ Python parsing is not counted):
   - phrase in  (/eqbridge/text, distinct phrases, so neither cache helps)   target p99 <= 5 ms
   - knob in over OSC (/eqbridge/macro/1)                                    target p99 <= 1 ms
   - knob in over MIDI (CC 7 -> amount, through a private JACK server)       target p99 <= 1 ms
+Before the OSC knob stages, the floor: /eqbridge/ping -> /eqbridge/pong paced like the jumps (one wake-up of
+the daemon and one datagram back), the least any answer costs on this machine.
 The OSC knob stages run again against a second daemon with `knob_answers: refit` (a warm refit per
 move, how knobs were answered before the tangent): the baseline, side by side.
 Knobs are measured twice: as isolated jumps (paced far apart, so each one lands on an idle,
@@ -195,6 +197,23 @@ def knob_errors(rig: Rig) -> str:
             f"{err.get('polished_p50')} / p99 {err.get('polished_p99')} dB (n={err.get('n')})")
 
 
+def wake_floor(rig: Rig, events: int, gap_s: float = 0.09) -> str:
+    """/eqbridge/ping -> /eqbridge/pong, paced like the knob jumps: from the send to the pong's
+    kernel arrival stamp at the client. The daemon's OSC thread wakes, parses and sends one
+    datagram: the least any answer costs on this machine (its tail is the machine's, not ours)."""
+    ping = build("/eqbridge/ping")
+    lat = []
+    for _ in range(events):
+        time.sleep(gap_s)
+        n = len(rig.client.wait_address("/eqbridge/pong", n=0, timeout=0))
+        t0 = time.time_ns()
+        rig.client.sock.sendto(ping, rig.dest)
+        got = rig.client.wait_address("/eqbridge/pong", n=n + 1, timeout=5)
+        if len(got) > n:
+            lat.append((got[-1].t_arrival_ns - t0) / 1e6)
+    return pct(lat) if lat else "no pong"
+
+
 def osc_knob_stage(rig: Rig, events: int, label: str) -> tuple[str, str]:
     """Isolated jumps of /eqbridge/macro/1, then a turn; prints and returns both figures."""
     lat, pol = [], []
@@ -264,6 +283,7 @@ def main() -> int:
             print(f"   inside the daemon (received -> values handed to the target): {rig.status()['latency_ms']}")
         # OSC knob, then the same with a warm refit per move (knob_answers: refit) as the baseline
         if "osc" in stages:
+            print(f"floor: ping -> pong, paced as the jumps {wake_floor(rig, a.events)}")
             results["knob_osc"], results["knob_osc_turn"] = osc_knob_stage(rig, a.events, "")
             base = Rig(a.mapping, None, bundle=a.reaper_bundle, knob_answers="refit")
             try:
