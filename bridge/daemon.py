@@ -69,6 +69,10 @@ TANGENT_REACH = 0.05
 after only SETTLE_FAR_AFTER_S without moves, and the tangent rebuilt there: first order is only
 good nearby. (Never at once: during a stream of moves the engine stays free for the input.)"""
 SETTLE_FAR_AFTER_S = 0.005
+FAR_LINES_AFTER_S = 0.03
+"""The turned knob's line beyond its first stretch (for jumps: a fader tapped to a new place) is
+solved only once the knobs have rested this long: during a turn the first stretch answers every
+small move, and the engine stays free for them."""
 TANGENT_H = 0.02
 """Finite-difference step (knob units) for each knob's direction: the curve is linear in the
 amount and the macros (PCA decoder) except where it clips at MAX_GAIN_DB."""
@@ -136,6 +140,8 @@ class Daemon:
         self._answered = False
         self._tangent: _KnobTangent | None = None
         self._tangent_wanted = False
+        self._line_work: deque[tuple[int, bool, float]] = deque()  # (direction, sign, up to): idle
+        self._last_answer_at = 0.0  # monotonic time the EQ was last set (a render or a tangent answer)
         self._settle_at: float | None = None  # monotonic time to polish a tangent answer
         self.knob_answers = {"tangent": 0, "refit": 0, "on_osc_thread": 0}
         self.knob_error_db: deque[tuple[float, float]] = deque(maxlen=2000)  # (tangent, polished)
@@ -335,10 +341,13 @@ class Daemon:
                if t is not None]
         if self._tangent_wanted:
             due.append(0.0)
+        elif self._line_work:
+            due.append(0.0 if self._line_work[0][2] == 0.0 else self._last_answer_at + FAR_LINES_AFTER_S)
         return max(min(due) - time.monotonic(), 0.0) if due else None
 
     def _idle_work(self) -> None:
-        """Runs only when the queue is empty: one polish or one tangent, then a due save."""
+        """Runs only when the queue is empty: one polish, one tangent or one stretch of a knob's
+        line, then a due save."""
         with self._engine_lock:
             try:
                 if self._settle_at is not None and time.monotonic() >= self._settle_at:
@@ -346,10 +355,27 @@ class Daemon:
                 elif self._tangent_wanted:
                     self._build_tangent()
                     gc.collect(1)  # the young objects of the settle, now, not inside the next answer
+                elif self._line_work:
+                    self._extend_lines()
             except Exception:
                 log.exception("engine: idle work failed")
                 self._settle_at, self._tangent_wanted = None, False
+                self._line_work.clear()
         self._save_if_due()
+
+    def _extend_lines(self) -> None:
+        """One stretch of one knob's line (`FitTangent.extend_line`): short enough that a move
+        arriving meanwhile waits a fraction of a millisecond."""
+        tan = self._tangent
+        if tan is None:
+            self._line_work.clear()
+        while self._line_work:
+            j, positive, upto = self._line_work[0]
+            if upto > 0.0 and time.monotonic() < self._last_answer_at + FAR_LINES_AFTER_S:
+                return  # the knobs are still moving
+            if tan.tangent.extend_line(j, positive, upto):
+                return
+            self._line_work.popleft()
 
     def _save_if_due(self) -> None:
         """Save the state at most SAVE_DEBOUNCE_S after the first unsaved change (engine thread).
@@ -514,6 +540,7 @@ class Daemon:
         self.last_params, self.last_bands = self._submit_bands(fit.bands), tuple(fit.bands)
         self._tangent, self._settle_at = None, None
         self._tangent_wanted = self.fit_tangent is not None
+        self._last_answer_at = time.monotonic()
 
     # ------------------------------------------------------------------ knobs from the tangent
     def _tangent_key(self) -> tuple:
@@ -562,7 +589,8 @@ class Daemon:
         self.renders += 1
         st.fit, st.fit_phrase = bands, st.knobs.phrase  # the polish starts from what was sent
         st.curve = self.session.target_curve(self.curves)
-        self._settle_at = time.monotonic() + (SETTLE_FAR_AFTER_S if reach > TANGENT_REACH else SETTLE_AFTER_S)
+        self._last_answer_at = now = time.monotonic()
+        self._settle_at = now + (SETTLE_FAR_AFTER_S if reach > TANGENT_REACH else SETTLE_AFTER_S)
 
     def _settle(self) -> None:
         """Polish a tangent answer with a warm refit; send and report what changed."""
@@ -594,8 +622,15 @@ class Daemon:
                      replace(k, macros=k.macros[:n - 1] + (v + h,) + k.macros[n:]))
             dirs.append((curve_for(moved, self.curves) - st.curve) / h)
         tangent = self.fit_tangent(st.fit, act.mapping, np.stack(dirs))
-        tangent.solve_lines()  # each knob's first move after a polish costs what the next ones do
         self._tangent = _KnobTangent(self._tangent_key(), k, tangent)
+        # then, a stretch per idle call: the first stretch of every knob's one-knob answers, both
+        # ways, and for the knob last moved (the likeliest to move next) its whole range
+        values = [k.amount, *k.macros]
+        last = st.last_control or ""
+        turned = int(last.split("/")[1]) if last.startswith("macro/") else 0
+        self._line_work = deque((j, positive, 0.0) for j in range(len(values)) for positive in (True, False))
+        self._line_work.extend((turned, positive, 1.0 - values[turned] if positive else values[turned])
+                               for positive in (True, False))
 
     def _feedback(self, replies: list[tuple[str, int]], to_clients: bool) -> None:
         if self.osc is None:

@@ -69,6 +69,7 @@ FINAL_ITERS = 12
 WARM_MAX_STEP_OCT = 0.5  # a warm refit moves a band's frequency at most this far (octaves)
 WARM_MAX_Q_FACTOR = 2.0  # ... and its Q at most by this factor
 WARM_ITERS = 5
+MAX_LINE_PIECES = 12  # stretches solved per knob direction and sign (FitTangent.extend_line)
 FINAL_RTOL = 1e-3  # stop when an accepted step lowers the cost by less than this fraction
 STAGE_RTOL = 1e-3
 WARM_RTOL = 1e-3
@@ -723,7 +724,7 @@ class FitTangent:
     lo: np.ndarray  # (n,) the plugin's limits within the warm trust region
     hi: np.ndarray
     unbounded: np.ndarray  # (n, m): the step per unit of each direction when no limit is reached
-    # held mask -> (H_ff^-1, H_fh); ("line", j, sign) -> (change per unit, reach); "x0" -> x0 as a list
+    # held mask -> (H_ff^-1, H_fh); ("pieces", j, sign) -> stretches of one-direction moves; "lists"
     _cache: dict = field(default_factory=dict, repr=False)
 
     def _solver(self, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -738,15 +739,16 @@ class FitTangent:
 
     def step(self, theta: Sequence[float] | np.ndarray, trace: list | None = None) -> np.ndarray:
         """The parameter change (n,) for a target move of sum(theta[j] * direction j).
-        `trace`, if given, receives (dx, checked) at every bound test: the candidate change and
-        which parameters were tested against their limits (what `_line` needs to know how far
-        the answer stays linear)."""
+        `trace`, if given, receives (dx, tested, outside) at every bound test: the candidate
+        change, which parameters were tested against their limits and which of those were
+        outside them (what `_piece` needs to know over which moves the solve takes this path)."""
         th = np.asarray(theta, dtype=np.float64)
         dx = self.unbounded @ th  # the common case: one small product
         x = self.x0 + dx
+        outside = (x < self.lo) | (x > self.hi)
         if trace is not None:
-            trace.append((dx.copy(), np.ones(dx.size, dtype=bool)))
-        if ((x >= self.lo) & (x <= self.hi)).all():
+            trace.append((dx.copy(), np.ones(dx.size, dtype=bool), outside))
+        if not outside.any():
             return dx
         b = self.rhs @ th
         dx = np.zeros(self.x0.size)
@@ -758,9 +760,9 @@ class FitTangent:
             inv_ff, h_fh = self._solver(held)
             dx[f] = inv_ff @ (b[f] - h_fh @ dx[held])
             x = self.x0 + dx
-            if trace is not None:
-                trace.append((dx.copy(), f))
             over = f & ((x < self.lo) | (x > self.hi))
+            if trace is not None:
+                trace.append((dx.copy(), f, over))
             if not over.any():
                 break
             dx[over] = np.clip(x[over], self.lo[over], self.hi[over]) - self.x0[over]
@@ -774,57 +776,122 @@ class FitTangent:
 
     def settings_along(self, j: int, delta: float) -> tuple[BandSetting, ...] | None:
         """`settings` for a move of direction j alone by `delta` (one knob turned), in plain
-        Python: the answer is linear in delta until a parameter reaches a limit the move has not
-        yet pressed on, so each direction and sign is solved once (`_line`) and a move costs a
-        dozen multiply-adds. None beyond that reach (use `settings`)."""
-        v, reach = self._line(j, delta >= 0.0)
+        Python. The active-set solve of a one-direction move is piecewise affine in its size
+        (`_piece`): each stretch is solved once, then a move on it costs a dozen multiply-adds.
+        The first stretch each way is solved on first use (or by `solve_lines`), later ones by
+        `extend_line`; None for a move on none of the known stretches (use `settings`)."""
         a = abs(delta)
-        if a > reach:
-            return None
-        return self._bands_at([x0 + a * vi for x0, vi in zip(self._x0_list, v)])
+        for lo, hi, c, v in self._pieces(j, delta >= 0.0):
+            if lo <= a <= hi:
+                x0, xlo, xhi = self._lists
+                return self._bands_at([min(max(x + ci + a * vi, l), h)
+                                       for x, ci, vi, l, h in zip(x0, c, v, xlo, xhi)])
+        return None
 
     def solve_lines(self) -> None:
-        """Solve every direction's line, both ways, now (idle time), so the first move along
-        each costs what the next ones do."""
+        """Solve every direction's first stretch, both ways, now (idle time), so the first move
+        along each costs what the next ones do."""
         for j in range(self.unbounded.shape[1]):
-            self._line(j, True)
-            self._line(j, False)
-        _ = self._x0_list
+            self._pieces(j, True)
+            self._pieces(j, False)
+
+    def extend_line(self, j: int, positive: bool, upto: float) -> bool:
+        """Solve one more stretch of direction j's moves (the first, or the next beyond the known
+        ones) toward moves of size `upto`: idle work, a stretch a call (about three solves).
+        False when there is nothing left to do."""
+        key, done = ("pieces", j, positive), ("done", j, positive)
+        if key not in self._cache:
+            return bool(self._pieces(j, positive))
+        pieces = self._cache[key]
+        if not pieces or pieces[-1][1] >= upto or self._cache.get(done):
+            return False
+        nxt = self._piece(j, positive, pieces[-1][1])
+        if nxt is None or nxt[1] <= pieces[-1][1] or len(pieces) >= MAX_LINE_PIECES:
+            self._cache[done] = True  # a breakpoint too close to tell apart, or too many: stop here
+            return False
+        pieces.append(nxt)
+        return True
 
     @property
-    def _x0_list(self) -> list[float]:
-        xl = self._cache.get("x0")
-        if xl is None:
-            xl = self._cache["x0"] = self.x0.tolist()
-        return xl
+    def _lists(self) -> tuple[list[float], list[float], list[float]]:
+        got = self._cache.get("lists")
+        if got is None:
+            got = self._cache["lists"] = (self.x0.tolist(), self.lo.tolist(), self.hi.tolist())
+        return got
 
-    def _line(self, j: int, positive: bool) -> tuple[list[float], float]:
-        """(change per unit move, reach) along direction j with that sign. The active-set solve
-        is piecewise linear in the move: solved at a tiny move, every bound test it made (the
-        trace) says how far each still-free parameter may go before the path would change."""
-        key = ("line", j, positive)
-        line = self._cache.get(key)
-        if line is not None:
-            return line
-        eps = 1e-7
-        theta = np.zeros(self.unbounded.shape[1])
-        if not 0 <= j < theta.size:
-            raise ValueError(f"direction {j} of {theta.size}")
-        theta[j] = eps if positive else -eps
-        trace: list = []
-        v = self.step(theta, trace) / eps
-        reach = math.inf
-        for n, (dx, checked) in enumerate(trace):
-            if n == 0 and len(trace) > 1:
-                continue  # the unbounded step failed its test: it fails for any larger move too
-            d = dx / eps
-            x = self.x0 + dx
-            inside = checked & (x >= self.lo) & (x <= self.hi) & (d != 0.0)
-            room = np.where(d > 0.0, self.hi - self.x0, self.lo - self.x0)[inside] / d[inside]
-            if room.size:
-                reach = min(reach, float(room.min()))
-        line = self._cache[key] = (v.tolist(), reach)
-        return line
+    def _pieces(self, j: int, positive: bool) -> list:
+        key = ("pieces", j, positive)
+        pieces = self._cache.get(key)
+        if pieces is None:
+            first = self._piece(j, positive, 0.0)
+            pieces = self._cache[key] = [] if first is None else [first]
+        return pieces
+
+    def _piece(self, j: int, positive: bool, start: float) -> tuple[float, float, list, list] | None:
+        """The stretch of moves along direction j (that sign, sizes from `start` on) over which
+        the active-set solve takes one path: every bound test keeps its outcome, so the change is
+        c + a v for a move of size a (c = 0 on the first stretch, which starts at no move). Each
+        tested parameter then says how far it stays inside (or outside) its limits. Returns
+        (from size, to size, c, v), or None where no stretch could be told apart."""
+        n_dirs = self.unbounded.shape[1]
+        if not 0 <= j < n_dirs:
+            raise ValueError(f"direction {j} of {n_dirs}")
+        theta = np.zeros(n_dirs)
+
+        def run(a: float) -> tuple[np.ndarray, list]:
+            theta[j] = a if positive else -a
+            trace: list = []
+            return self.step(theta, trace), trace
+
+        def same_path(t1: list, t2: list) -> bool:
+            return len(t1) == len(t2) and all(np.array_equal(r1[1], r2[1]) and np.array_equal(r1[2], r2[2])
+                                              for r1, r2 in zip(t1, t2))
+
+        if start == 0.0:  # everything is proportional to the move: one tiny solve is exact
+            a1 = 1e-7
+            dx1, t1 = run(a1)
+            records = [(d / a1, tested, out) for d, tested, out in t1]
+            v, c = dx1 / a1, np.zeros_like(dx1)
+            lo_a = 0.0
+        else:  # an affine stretch: two sizes just past `start` (nudged past a breakpoint there)
+            for nudge in (1e-6, 1e-4, 1e-3):
+                a1 = start * (1.0 + nudge) + 1e-9
+                a2 = a1 * (1.0 + 1e-4) + 1e-9
+                (dx1, t1), (dx2, t2) = run(a1), run(a2)
+                if same_path(t1, t2):
+                    break
+            else:
+                return None
+            records = [((r2[0] - r1[0]) / (a2 - a1), r1[1], r1[2]) for r1, r2 in zip(t1, t2)]
+            lo_a = a1
+        hi_a = math.inf
+        for n, ((d1, tested, out), (rv, _, _)) in enumerate(zip(t1, records)):
+            base = self.x0 + d1 - a1 * rv  # x(a) = base + a rv on this stretch
+            moving = rv != 0.0
+            inside = tested & ~out & moving
+            if n == 0 and out.any():
+                inside[:] = False  # the unbounded step failed: only that it keeps failing matters
+            with np.errstate(divide="ignore", invalid="ignore"):
+                to_lo, to_hi = (self.lo - base) / rv, (self.hi - base) / rv
+            ups, downs = inside & (rv > 0), inside & (rv < 0)  # stay inside: between the limits
+            crossed = tested & out & moving
+            above, below = crossed & (d1 + self.x0 > self.hi), crossed & (d1 + self.x0 < self.lo)
+            hi_a = min([hi_a, *to_hi[ups], *to_lo[downs], *to_hi[above & (rv < 0)], *to_lo[below & (rv > 0)]])
+            lo_a = max([lo_a, *to_lo[ups], *to_hi[downs], *to_hi[above & (rv > 0)], *to_lo[below & (rv < 0)]])
+        lo_a, hi_a = float(lo_a), float(hi_a)
+        if start == 0.0:
+            lo_a = 0.0 if lo_a <= a1 else lo_a
+        if not lo_a <= a1 <= hi_a:
+            return None
+        if start != 0.0:
+            # the slope from two sizes far apart on the stretch (close ones lose digits to rounding)
+            far = a1 + (0.5 * (hi_a - a1) if math.isfinite(hi_a) else 1.0)
+            dx_far, t_far = run(far)
+            if far > a2 and same_path(t1, t_far):
+                dx2, a2 = dx_far, far
+            v = (dx2 - dx1) / (a2 - a1)
+            c = dx1 - a1 * v
+        return lo_a, hi_a, c.tolist(), v.tolist()
 
     def _bands_at(self, x: list[float]) -> tuple[BandSetting, ...]:
         k = len(self.slots)

@@ -399,30 +399,39 @@ def test_real_knob_is_answered_from_the_tangent_then_polished_to_the_warm_refit(
         assert d.status()["knob_answers"]["rms_error_db"]["n"] == 1
 
 
-@pytest.mark.parametrize("source", ["osc", "midi"])
-def test_real_lone_knob_is_sent_first_and_the_session_catches_up(tmp_path, monkeypatch, source):
+@pytest.mark.parametrize("source,knob,value", [("osc", 2, 0.58), ("osc", 0, 0.95), ("midi", 2, 0.58)])
+def test_real_lone_knob_is_sent_first_and_the_session_catches_up(tmp_path, monkeypatch, source, knob, value):
     """A lone knob move (on the OSC thread, or queued as MIDI is) goes out as the tangent's full
-    solve would answer it, and after it the session, the curve and the feedback agree with it."""
+    solve would answer it, and after it the session, the curve and the feedback agree with it.
+    knob 0 is the amount (after a phrase the knob whose whole line is solved in idle time), n a
+    macro (its first stretch only)."""
     from bridge.session import Event
     monkeypatch.setattr("bridge.daemon.SETTLE_AFTER_S", 60.0)  # no polish while we look
     monkeypatch.setattr("bridge.daemon.SETTLE_FAR_AFTER_S", 60.0)
     model, mapping, fit_curve, load_mapping, name = _real_modules()
+    kind, address = ("amount", "/eqbridge/amount") if knob == 0 else ("macro", f"/eqbridge/macro/{knob}")
+    args = (value,) if knob == 0 else (knob, value)
     with real_daemon(name, model=model, fit_curve=fit_curve, load_mapping=load_mapping) as r:
         d = r.d
         send_and_wait(r.client, r.dest, "/eqbridge/text", "warm")
-        assert wait_until(lambda: d._tangent is not None, timeout=2.0)
+        # the tangent, then its lines stretch by stretch (idle work, under the engine lock)
+        assert wait_until(lambda: d._tangent is not None and not d._line_work, timeout=5.0)
         tan, base = d._tangent.tangent, d._tangent.knobs
         n_flushes = d.active.output.flushes
         if source == "osc":
-            send_and_wait(r.client, r.dest, "/eqbridge/macro/2", 0.58)
+            send_and_wait(r.client, r.dest, address, value)
             assert d.knob_answers["on_osc_thread"] == 1
         else:
-            d.submit(Event("macro", (2, 0.58), None, "midi", time.perf_counter()))
+            d.submit(Event(kind, args, None, "midi", time.perf_counter()))
             assert wait_until(lambda: d.knob_answers["tangent"] == 1, timeout=2.0)
             assert d.knob_answers["on_osc_thread"] == 0
         k = d.session.state.knobs
-        assert k.macros[1] == pytest.approx(0.58, abs=1e-6) and k.macros[0] == base.macros[0]
-        theta = [0.0, 0.0, k.macros[1] - base.macros[1]] + [0.0] * (len(k.macros) - 2)
+        now, then = [k.amount, *k.macros], [base.amount, *base.macros]
+        assert now[knob] == pytest.approx(value, abs=1e-6)
+        theta = [a - b for a, b in zip(now, then)]
+        assert [j for j, t in enumerate(theta) if t] == [knob]
+        if knob == 0:
+            assert tan.settings_along(0, theta[0]) is not None  # the idle work solved the line that far
         want = tan.settings(theta)
         for a, b in zip(d.last_bands, want):
             assert a.type == b.type and a.freq_hz == pytest.approx(b.freq_hz, rel=1e-9)

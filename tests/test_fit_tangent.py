@@ -118,21 +118,34 @@ def test_one_knob_line_equals_the_full_solve(base, which):
     tan = fit_tangent(fit, bands, DIRECTIONS)
     if which != "eight-band":
         tan.solve_lines()  # as the daemon does in idle time; the eight-band case solves them lazily
-    answered = refused = 0
+    moves = np.concatenate([np.linspace(-3.0, 3.0, 121), [0.0, 1e-6, -1e-6]])
+
+    def check() -> int:
+        answered = 0
+        for j in range(len(DIRECTIONS)):
+            for d in moves:
+                theta = np.zeros(len(DIRECTIONS))
+                theta[j] = d
+                line = tan.settings_along(j, float(d))
+                if line is not None:
+                    answered += 1
+                    assert _same_bands(line, tan.settings(theta)), (which, j, d)
+            assert tan.settings_along(j, 1e-4) is not None
+            assert tan.settings_along(j, -1e-4) is not None
+        return answered
+
+    first = check()
+    assert first > 40
+    # later stretches, one per call, as the daemon solves them in idle time
+    steps = 0
     for j in range(len(DIRECTIONS)):
-        for d in np.concatenate([np.linspace(-3.0, 3.0, 121), [0.0, 1e-6, -1e-6]]):
-            theta = np.zeros(len(DIRECTIONS))
-            theta[j] = d
-            line = tan.settings_along(j, float(d))
-            if line is None:
-                refused += 1
-                continue
-            answered += 1
-            assert _same_bands(line, tan.settings(theta)), (which, j, d)
-        assert tan.settings_along(j, 1e-4) is not None
-        assert tan.settings_along(j, -1e-4) is not None
-    assert answered > 40
+        for positive in (True, False):
+            while tan.extend_line(j, positive, 3.0):
+                steps += 1
+    extended = check()
+    assert extended >= first
     if which == "limits":
-        assert refused > 0  # the tight gain limit is reached inside +-3 units
+        assert first < 2 * len(moves)  # the tight gain limit is reached inside +-3 units ...
+        assert steps > 0 and extended > first  # ... and the stretches past it are answered too
     with pytest.raises(ValueError):
         tan.settings_along(len(DIRECTIONS), 0.1)
