@@ -3,10 +3,11 @@
 Threads: the OSC server thread parses and validates datagrams (and answers pings); the MIDI
 callback decodes knobs; both put `Event`s on one bounded queue. Whoever holds the engine lock
 owns the session state: normally the engine thread, which drains the queue (a burst at a time),
-coalesces it (the
-latest phrase wins), applies it, renders the curve once, fits it, hands the host values to the
-active target (which sends only what changed, rate-limited, from its own thread) and answers
-`/eqbridge/curve` and `/eqbridge/params` to the senders and the feedback clients.
+coalesces it (the latest phrase wins), applies it, renders the curve once, fits it, hands the host
+values to the active target (which sends only what changed, rate-limited, from its own thread)
+and answers `/eqbridge/curve` and `/eqbridge/params` to the senders and the feedback clients.
+When the queue is empty it does idle work in short units (`_idle_work`): a polish, a tangent, a
+stretch of a knob's line, a due save.
 
 Knob moves (amount, macros, and undo/redo between them) are answered from the fit's tangent
 (`bridge.fit.fit_tangent`: how the fitted parameters move per unit of each knob, built while the
@@ -17,7 +18,9 @@ itself, under the engine lock: waking the engine thread would cost 0.1-0.3 ms. B
 through the queue, where they are coalesced. (MIDI callbacks may run on JACK's process thread,
 so MIDI always queues.) A lone knob move, on either thread, is sent first (`_send_knob_first`:
 the tangent's line for that knob, host values, the target) and the session, the exact curve and
-the feedback are brought up to date after it.
+the feedback are brought up to date after it. What the daemon loaded at start is frozen out of
+the garbage collector's sight (`gc.freeze`), so a full collection inside an answer costs
+microseconds, not tens of milliseconds.
 
 The model, mapping and fit modules are imported lazily: without them the daemon still runs
 (phrases are refused with a reason; knobs still shape the reported curve).
