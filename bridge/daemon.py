@@ -206,7 +206,7 @@ class Daemon:
                                   backend=self.cfg.midi_backend)
             self.midi.start()
         # Everything loaded so far (model, tokenizer, mappings, numpy, onnxruntime) lives as long as
-        # the daemon: out of the cyclic collector's sight, a full collection that took ~11 ms
+        # the daemon: out of the cyclic collector's sight, a full collection that took ~30 ms
         # scans only what came after (bench/answer_path.py measures both).
         gc.collect()
         gc.freeze()
