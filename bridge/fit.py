@@ -712,7 +712,9 @@ class FitTangent:
     implicit function theorem H dx = J^T W d theta (H the Gauss-Newton Hessian with the pulls, d the
     directions on the error grid). `settings(theta)` solves that small system, holding parameters
     that would cross a limit at the limit (an active set, re-solved at most a few times): a knob turn
-    is answered in tens of microseconds, and a warm refit polishes it once the knob rests."""
+    is answered in tens of microseconds, and a warm refit polishes it once the knob rests.
+    `settings_along(j, delta)` gives the same answer for one knob moved alone from stretches
+    solved beforehand (`solve_lines`, `extend_line`), in plain Python."""
 
     bands: tuple[BandSetting, ...]
     slots: tuple[int, ...]
@@ -724,7 +726,8 @@ class FitTangent:
     lo: np.ndarray  # (n,) the plugin's limits within the warm trust region
     hi: np.ndarray
     unbounded: np.ndarray  # (n, m): the step per unit of each direction when no limit is reached
-    # held mask -> (H_ff^-1, H_fh); ("pieces", j, sign) -> stretches of one-direction moves; "lists"
+    # held mask -> (H_ff^-1, H_fh); ("pieces", j, sign) -> solved stretches of one-direction
+    # moves, ("done", j, sign) -> no more to solve; "lists" -> x0, lo, hi as Python lists
     _cache: dict = field(default_factory=dict, repr=False)
 
     def _solver(self, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
