@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -96,18 +98,29 @@ def _table(label: str, names: tuple, rows: list) -> None:
     print(f"  {'total to the last send':26s} {np.percentile(total, 50):6.3f} / {np.percentile(total, 99):6.3f}")
 
 
-def in_process(moves: int, gap_s: float) -> None:
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the REAPER messages land here, unread
+@contextmanager
+def started_daemon() -> Iterator[Daemon]:
+    """An in-process daemon (real model, reaper-reaeq, fitter) answering "warm", its tangent built;
+    its REAPER messages land on a socket nobody reads."""
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
     cfg = Config(osc_port=0, targets=(default_target("reaper", port=sink.getsockname()[1], mapping="reaper-reaeq",
                                                      min_interval_ms=0.0),))
     d = Daemon(cfg, persist=False)
     d.start()
-    table = knob_table(d.osc.addresses)
     try:
         d.submit(Event("text", ("warm",), None, "bench"))
         if not wait_until(lambda: d._tangent is not None, timeout=10):
             raise SystemExit("the daemon built no tangent")
+        yield d
+    finally:
+        d.stop()
+        sink.close()
+
+
+def in_process(moves: int, gap_s: float) -> None:
+    with started_daemon() as d:
+        table = knob_table(d.osc.addresses)
         for label, gap in (("back to back", 0.0), (f"after {gap_s * 1000:.0f} ms idle", gap_s)):
             rows: dict[str, list] = {"before": [], "now": []}
             for i in range(moves):
@@ -120,9 +133,6 @@ def in_process(moves: int, gap_s: float) -> None:
                         d._settle_at = None
             _table(f"{label}, as before (full parse, session first, full solve)", STEPS, rows["before"])
             _table(f"{label}, now (decode_knob, send first, tangent line)", SHORTCUT_STEPS, rows["now"])
-    finally:
-        d.stop()
-        sink.close()
 
 
 def collector_pauses() -> None:
@@ -130,15 +140,7 @@ def collector_pauses() -> None:
     after serving 3 phrases and 60 knob moves, with everything loaded at start kept in the
     collector's sight (as before) and frozen (Daemon.start now)."""
     import gc
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sink.bind(("127.0.0.1", 0))
-    cfg = Config(osc_port=0, targets=(default_target("reaper", port=sink.getsockname()[1], mapping="reaper-reaeq",
-                                                     min_interval_ms=0.0),))
-    d = Daemon(cfg, persist=False)
-    d.start()
-    try:
-        d.submit(Event("text", ("warm",), None, "bench"))
-        wait_until(lambda: d._tangent is not None, timeout=10)
+    with started_daemon() as d:
         for label in ("start-up objects in sight (before)", "start-up objects frozen (now)"):
             if label.endswith("(before)"):
                 gc.unfreeze()
@@ -157,9 +159,6 @@ def collector_pauses() -> None:
                 ms.append((time.perf_counter() - t) * 1000)
             print(f"collection, {label}: gen 0 {ms[0]:.2f} ms, gen 1 {ms[1]:.2f} ms, gen 2 {ms[2]:.2f} ms "
                   f"({len(gc.get_objects())} objects tracked)")
-    finally:
-        d.stop()
-        sink.close()
 
 
 def ping_floor(moves: int, gap_s: float) -> None:

@@ -1,16 +1,15 @@
 """Bridge latency and flood benchmark, over real loopback UDP (and JACK MIDI when available).
 
 Runs `eqbridge serve` as its own process against the stand-in REAPER peer (tests/peers.py) and
-measures, from the moment a message is handed to the kernel (built beforehand: python-osc's
-builder alone takes 0.12 ms, 0.7 ms at p99, on a cold CPU, and that is the sender's time, not
-the daemon's) to the moment the last parameter message of the daemon's answer to it arrives at
+measures, from the moment a message is handed to the kernel (built beforehand: building it is
+the sender's time, not the daemon's) to the moment the last parameter message of the daemon's answer to it arrives at
 the stand-in REAPER's socket (the kernel's SO_TIMESTAMPNS arrival stamp, so the peer's own
 Python parsing is not counted):
   - phrase in  (/eqbridge/text, distinct phrases, so neither cache helps)   target p99 <= 5 ms
   - knob in over OSC (/eqbridge/macro/1)                                    target p99 <= 1 ms
   - knob in over MIDI (CC 7 -> amount, through a private JACK server)       target p99 <= 1 ms
-Before the OSC knob stages, the floor: /eqbridge/ping -> /eqbridge/pong paced like the jumps (one wake-up of
-the daemon and one datagram back), the least any answer costs on this machine.
+Before the OSC knob stages, the floor: /eqbridge/ping -> /eqbridge/pong paced like the jumps (one
+wake-up of the daemon and one datagram back), the least any answer costs on this machine.
 The OSC knob stages run again against a second daemon with `knob_answers: refit` (a warm refit per
 move, how knobs were answered before the tangent): the baseline, side by side.
 Knobs are measured twice: as isolated jumps (paced far apart, so each one lands on an idle,

@@ -41,7 +41,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -89,6 +89,15 @@ class _Active:
     spec: TargetSpec
     mapping: Any
     output: OutputTarget | None
+
+
+class _SentFirst(NamedTuple):
+    """A knob move's tangent answer already handed to the target (`Daemon._send_knob_first`)."""
+
+    knobs: Any  # session.Knobs the answer is for
+    bands: tuple
+    reach: float  # the largest knob move from the tangent's base
+    params: list  # the host values submitted
 
 
 @dataclass
@@ -288,13 +297,13 @@ class Daemon:
             self._enqueue(_WAKE)
         return True
 
-    def _process_logged(self, batch: list[Event], sent: tuple | None = None) -> None:
+    def _process_logged(self, batch: list[Event], sent: _SentFirst | None = None) -> None:
         try:
             self.process(batch, sent)
         except Exception:
             log.exception("engine: a burst of %d events failed", len(batch))
 
-    def _send_knob_first(self, ev: Event) -> tuple | None:
+    def _send_knob_first(self, ev: Event) -> _SentFirst | None:
         """A lone knob move the tangent answers: its values go to the target before the session,
         the curve and the feedback are brought up to date (`process(sent=...)` does that next),
         so nothing but the answer itself stands between the datagram and the DAW. None: not
@@ -309,7 +318,7 @@ class Daemon:
             params = self._submit_bands(got[0])
             if ev.t_in:
                 self.knob_sent_ms.append((time.perf_counter() - ev.t_in) * 1000.0)
-            return (knobs,) + got + (params,)
+            return _SentFirst(knobs, *got, params)
         except (SessionError, EqBridgeError, ValueError) as exc:  # process() reports it to the sender
             log.debug("knob move not sent first: %s", exc)
             return None
@@ -345,7 +354,7 @@ class Daemon:
         if self._tangent_wanted:
             due.append(0.0)
         elif self._line_work:
-            due.append(0.0 if self._line_work[0][2] == 0.0 else self._last_answer_at + FAR_LINES_AFTER_S)
+            due.append(self._line_work_due())
         return max(min(due) - time.monotonic(), 0.0) if due else None
 
     def _idle_work(self) -> None:
@@ -366,17 +375,19 @@ class Daemon:
                 self._line_work.clear()
         self._save_if_due()
 
+    def _line_work_due(self) -> float:
+        """When the next stretch may be solved (monotonic time; 0: now): a first stretch at once,
+        one further out once the knobs have rested FAR_LINES_AFTER_S."""
+        return 0.0 if self._line_work[0][2] == 0.0 else self._last_answer_at + FAR_LINES_AFTER_S
+
     def _extend_lines(self) -> None:
-        """One stretch of one knob's line (`FitTangent.extend_line`): short enough that a move
-        arriving meanwhile waits a fraction of a millisecond."""
-        tan = self._tangent
-        if tan is None:
+        """One stretch of one knob's line (`FitTangent.extend_line`, about three small solves),
+        so a move arriving meanwhile waits for little."""
+        if self._tangent is None:
             self._line_work.clear()
-        while self._line_work:
+        while self._line_work and time.monotonic() >= self._line_work_due():
             j, positive, upto = self._line_work[0]
-            if upto > 0.0 and time.monotonic() < self._last_answer_at + FAR_LINES_AFTER_S:
-                return  # the knobs are still moving
-            if tan.tangent.extend_line(j, positive, upto):
+            if self._tangent.tangent.extend_line(j, positive, upto):
                 return
             self._line_work.popleft()
 
@@ -391,10 +402,9 @@ class Daemon:
             snapshot = self._state_snapshot()
         self._write_state(snapshot)
 
-    def process(self, batch: list[Event], sent: tuple | None = None) -> None:
+    def process(self, batch: list[Event], sent: _SentFirst | None = None) -> None:
         """Apply one burst and send the result. Runs under the engine lock. `sent`: the burst is
-        one knob move whose tangent answer (knobs, bands, reach, host params) was already
-        submitted (`_send_knob_first`)."""
+        one knob move whose tangent answer was already submitted (`_send_knob_first`)."""
         if not batch:
             return
         changed = False
@@ -426,8 +436,8 @@ class Daemon:
             if self._dirty_at is None:
                 self._dirty_at = time.monotonic()
             try:
-                if sent is not None and self.session.state.knobs == sent[0]:
-                    self._record_tangent_answer(*sent[1:])
+                if sent is not None and self.session.state.knobs == sent.knobs:
+                    self._record_tangent_answer(sent.bands, sent.reach, sent.params)
                     self.knob_answers["tangent"] += 1
                 elif self._answer_from_tangent():
                     self.knob_answers["tangent"] += 1

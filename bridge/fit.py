@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -714,7 +715,7 @@ class FitTangent:
     that would cross a limit at the limit (an active set, re-solved at most a few times): a knob turn
     is answered in tens of microseconds, and a warm refit polishes it once the knob rests.
     `settings_along(j, delta)` gives the same answer for one knob moved alone from stretches
-    solved beforehand (`solve_lines`, `extend_line`), in plain Python."""
+    solved beforehand (`extend_line`), in plain Python."""
 
     bands: tuple[BandSetting, ...]
     slots: tuple[int, ...]
@@ -726,18 +727,18 @@ class FitTangent:
     lo: np.ndarray  # (n,) the plugin's limits within the warm trust region
     hi: np.ndarray
     unbounded: np.ndarray  # (n, m): the step per unit of each direction when no limit is reached
-    # held mask -> (H_ff^-1, H_fh); ("pieces", j, sign) -> solved stretches of one-direction
-    # moves, ("done", j, sign) -> no more to solve; "lists" -> x0, lo, hi as Python lists
-    _cache: dict = field(default_factory=dict, repr=False)
+    _solvers: dict = field(default_factory=dict, repr=False)  # held mask -> (H_ff^-1, H_fh)
+    _lines: dict = field(default_factory=dict, repr=False)  # (j, sign) -> solved stretches (`_piece`)
+    _lines_done: set = field(default_factory=set, repr=False)  # (j, sign): no more stretches to solve
 
     def _solver(self, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """H_ff^-1 and H_fh for a set of held parameters (cached: a knob turned one way keeps
         pressing the same parameters against their limits, move after move)."""
         key = held.tobytes()
-        s = self._cache.get(key)
+        s = self._solvers.get(key)
         if s is None:
             f = ~held
-            s = self._cache[key] = (np.linalg.inv(self.hess[np.ix_(f, f)]), self.hess[np.ix_(f, held)])
+            s = self._solvers[key] = (np.linalg.inv(self.hess[np.ix_(f, f)]), self.hess[np.ix_(f, held)])
         return s
 
     def step(self, theta: Sequence[float] | np.ndarray, trace: list | None = None) -> np.ndarray:
@@ -748,10 +749,10 @@ class FitTangent:
         th = np.asarray(theta, dtype=np.float64)
         dx = self.unbounded @ th  # the common case: one small product
         x = self.x0 + dx
-        outside = (x < self.lo) | (x > self.hi)
+        inside = (x >= self.lo) & (x <= self.hi)
         if trace is not None:
-            trace.append((dx.copy(), np.ones(dx.size, dtype=bool), outside))
-        if not outside.any():
+            trace.append((dx.copy(), np.ones(dx.size, dtype=bool), ~inside))
+        if inside.all():
             return dx
         b = self.rhs @ th
         dx = np.zeros(self.x0.size)
@@ -781,8 +782,9 @@ class FitTangent:
         """`settings` for a move of direction j alone by `delta` (one knob turned), in plain
         Python. The active-set solve of a one-direction move is piecewise affine in its size
         (`_piece`): each stretch is solved once, then a move on it costs a dozen multiply-adds.
-        The first stretch each way is solved on first use (or by `solve_lines`), later ones by
-        `extend_line`; None for a move on none of the known stretches (use `settings`)."""
+        The first stretch each way is solved on first use (or by `extend_line`, in idle time),
+        later ones by `extend_line`; None for a move on none of the known stretches (use
+        `settings`)."""
         a = abs(delta)
         for lo, hi, c, v in self._pieces(j, delta >= 0.0):
             if lo <= a <= hi:
@@ -791,43 +793,33 @@ class FitTangent:
                                        for x, ci, vi, l, h in zip(x0, c, v, xlo, xhi)])
         return None
 
-    def solve_lines(self) -> None:
-        """Solve every direction's first stretch, both ways, now (idle time), so the first move
-        along each costs what the next ones do."""
-        for j in range(self.unbounded.shape[1]):
-            self._pieces(j, True)
-            self._pieces(j, False)
-
     def extend_line(self, j: int, positive: bool, upto: float) -> bool:
         """Solve one more stretch of direction j's moves (the first, or the next beyond the known
         ones) toward moves of size `upto`: idle work, a stretch a call (about three solves).
         False when there is nothing left to do."""
-        key, done = ("pieces", j, positive), ("done", j, positive)
-        if key not in self._cache:
+        key = (j, positive)
+        if key not in self._lines:
             return bool(self._pieces(j, positive))
-        pieces = self._cache[key]
-        if not pieces or pieces[-1][1] >= upto or self._cache.get(done):
+        pieces = self._lines[key]
+        if not pieces or pieces[-1][1] >= upto or key in self._lines_done:
             return False
         nxt = self._piece(j, positive, pieces[-1][1])
         if nxt is None or nxt[1] <= pieces[-1][1] or len(pieces) >= MAX_LINE_PIECES:
-            self._cache[done] = True  # a breakpoint too close to tell apart, or too many: stop here
+            self._lines_done.add(key)  # a breakpoint too close to tell apart, or too many: stop here
             return False
         pieces.append(nxt)
         return True
 
-    @property
+    @cached_property
     def _lists(self) -> tuple[list[float], list[float], list[float]]:
-        got = self._cache.get("lists")
-        if got is None:
-            got = self._cache["lists"] = (self.x0.tolist(), self.lo.tolist(), self.hi.tolist())
-        return got
+        """x0, lo and hi as Python lists (plain-Python arithmetic beats numpy on 12 numbers)."""
+        return self.x0.tolist(), self.lo.tolist(), self.hi.tolist()
 
     def _pieces(self, j: int, positive: bool) -> list:
-        key = ("pieces", j, positive)
-        pieces = self._cache.get(key)
+        pieces = self._lines.get((j, positive))
         if pieces is None:
             first = self._piece(j, positive, 0.0)
-            pieces = self._cache[key] = [] if first is None else [first]
+            pieces = self._lines[(j, positive)] = [] if first is None else [first]
         return pieces
 
     def _piece(self, j: int, positive: bool, start: float) -> tuple[float, float, list, list] | None:
@@ -882,8 +874,8 @@ class FitTangent:
             hi_a = min([hi_a, *to_hi[ups], *to_lo[downs], *to_hi[above & (rv < 0)], *to_lo[below & (rv > 0)]])
             lo_a = max([lo_a, *to_lo[ups], *to_hi[downs], *to_hi[above & (rv > 0)], *to_lo[below & (rv < 0)]])
         lo_a, hi_a = float(lo_a), float(hi_a)
-        if start == 0.0:
-            lo_a = 0.0 if lo_a <= a1 else lo_a
+        if start == 0.0 and lo_a <= a1:
+            lo_a = 0.0  # rounding may have put it a hair above no move
         if not lo_a <= a1 <= hi_a:
             return None
         if start != 0.0:

@@ -7,8 +7,8 @@ Most tests use the small fakes (tests/fakes.py) so they do not depend on the mod
 from __future__ import annotations
 
 import json
-import time
 import struct
+import time
 from contextlib import contextmanager
 from types import SimpleNamespace
 
