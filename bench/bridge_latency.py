@@ -6,6 +6,8 @@ the sender's time, not the daemon's) to the moment the last parameter message of
 the stand-in REAPER's socket (the kernel's SO_TIMESTAMPNS arrival stamp, so the peer's own
 Python parsing is not counted):
   - phrase in  (/eqbridge/text, distinct phrases, so neither cache helps)   target p99 <= 5 ms
+    Its baseline: a second daemon whose fitter runs its numpy loop (EQBRIDGE_FIT_BACKEND=numpy)
+    rather than the compiled one (bridge/_lmcore.c), the phrases sent to both in turn.
   - knob in over OSC (/eqbridge/macro/1)                                    target p99 <= 1 ms
   - knob in over MIDI (CC 7 -> amount, through a private JACK server)       target p99 <= 1 ms
 Before the OSC knob stages, the floor: /eqbridge/ping -> /eqbridge/pong paced like the jumps (one
@@ -93,7 +95,8 @@ def rss_shmem_mb(pid: int) -> float:
 
 
 class Rig:
-    def __init__(self, mapping: str, midi: str | None, bundle: bool = False, knob_answers: str = "tangent") -> None:
+    def __init__(self, mapping: str, midi: str | None, bundle: bool = False, knob_answers: str = "tangent",
+                 fit_backend: str | None = None) -> None:
         self.reaper = ReaperPeer()
         self.client = UdpPeer()
         self.port = free_port()
@@ -110,6 +113,8 @@ class Rig:
         import yaml
         cpath.write_text(yaml.safe_dump(cfg))
         env = dict(os.environ, XDG_DATA_HOME=str(Path(self.tmp.name) / "xdg"), PYTHONPATH=str(ROOT))
+        if fit_backend:
+            env["EQBRIDGE_FIT_BACKEND"] = fit_backend
         self.proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--config", str(cpath),
                                       "--log-level", "warning"], env=env, cwd=self.tmp.name,
                                      stderr=subprocess.PIPE, text=True)
@@ -237,6 +242,28 @@ def osc_knob_stage(rig: Rig, events: int, label: str) -> tuple[str, str]:
     return jumps, turned
 
 
+def phrase_stage(rig: Rig, a: argparse.Namespace) -> str:
+    """Distinct phrases to the daemon and, in turn, to a baseline daemon whose fitter runs its
+    numpy loop; each measured to the last parameter message at its own stand-in REAPER."""
+    base = Rig(a.mapping, None, bundle=a.reaper_bundle, fit_backend="numpy")
+    try:
+        print(f"baseline daemon: fit {base.status()['fit_backend']} loop")
+        base.client.send(base.dest, "/eqbridge/text", "warm")
+        lat: dict[str, list[float]] = {"now": [], "base": []}
+        for ph in phrases(a.events):
+            dgram = build("/eqbridge/text", ph)
+            for key, r in (("now", rig), ("base", base)):
+                ms = r.measure(lambda: r.client.sock.sendto(dgram, r.dest))
+                if ms is not None:
+                    lat[key].append(ms[1])
+        print(f"phrase -> last param   {pct(lat['now'])}   target p99 <= 5 ms")
+        print(f"   inside the daemon (received -> values handed to the target): {rig.status()['latency_ms']}")
+        print(f"   baseline, numpy loop: {pct(lat['base'])}; inside {base.status()['latency_ms']}")
+    finally:
+        base.close()
+    return pct(lat["now"])
+
+
 def pct(xs: list[float]) -> str:
     a = np.asarray(xs)
     return f"p50 {np.percentile(a, 50):6.3f} ms  p99 {np.percentile(a, 99):6.3f} ms  max {a.max():6.2f} ms  (n={len(a)})"
@@ -266,20 +293,12 @@ def main() -> int:
     results: dict[str, str] = {}
     try:
         st = rig.status()
-        print(f"daemon: model {st['model']}, fit {st['fit']}, target {st['target']['describe']}")
+        print(f"daemon: model {st['model']}, fit {st['fit']} ({st['fit_backend']} loop), "
+              f"target {st['target']['describe']}")
         stages = set(a.only or ("phrase", "osc", "midi", "flood"))
         rig.client.send(rig.dest, "/eqbridge/text", "warm")
-        # phrases
-        lat = []
-        for ph in (phrases(a.events) if "phrase" in stages else []):
-            dgram = build("/eqbridge/text", ph)
-            ms = rig.measure(lambda: rig.client.sock.sendto(dgram, rig.dest))
-            if ms is not None:
-                lat.append(ms[1])
-        if lat:
-            results["phrase"] = pct(lat)
-            print(f"phrase -> last param   {results['phrase']}   target p99 <= 5 ms")
-            print(f"   inside the daemon (received -> values handed to the target): {rig.status()['latency_ms']}")
+        if "phrase" in stages:
+            results["phrase"] = phrase_stage(rig, a)
         # OSC knob, then the same with a warm refit per move (knob_answers: refit) as the baseline
         if "osc" in stages:
             print(f"floor: ping -> pong, paced as the jumps {wake_floor(rig, a.events)}")

@@ -2,7 +2,8 @@
 
 Curves: the English Audealize EQ descriptors (models/data/audealize/eqdescriptors.json), each
 scaled to +-5 dB peak. Bands: low shelf + 6 bells + high shelf, +-15 dB, Q 0.18-6, 20 Hz-20 kHz.
-Rows: our cold fit, our warm refit (target changed by 2%, started from the cold fit), a naive
+Rows: our cold fit, our warm refit (target changed by 2%, started from the cold fit), both again
+with the fitter's numpy loop when the compiled one (bridge/_lmcore.c) is what runs, a naive
 baseline (8 bells at fixed ERB-spaced centres set to the target there, Q 1.4) and AutoEq's PEQ
 optimiser (autoeq==4.1.2) with the same filters, when it is importable.
 Errors are ERB-weighted RMS dB (bridge.fit.weighted_rms_db) at the 40 centres and on a dense
@@ -24,6 +25,7 @@ import os
 import sys
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -118,23 +120,32 @@ class OtherCpu:
 
 
 def mapping_rows(curves: list[np.ndarray]) -> list[str]:
-    """Cold fits of every curve on every shipped mapping: error and time per mapping."""
+    """Cold fits of every curve on every shipped mapping: error and time per mapping, and when
+    the compiled loop runs, the time of the numpy loop on the same fits (same run, interleaved)."""
+    from bridge.fit import fit_backend, numpy_loop
+    compiled = fit_backend() != "numpy"
     out = [f"{'mapping':<22} {'bands':>5} {'med@40':>8} {'p95@40':>8} {'med@1k':>8} "
-           f"{'p95@1k':>8} {'med ms':>9} {'p99 ms':>9}"]
+           f"{'p95@1k':>8} {'med ms':>9} {'p99 ms':>9}" + ("   numpy loop: med / p99 ms" if compiled else "")]
     for name in list_mappings():
         m = load_mapping(name)
         fs = float(getattr(m, "sample_rate", None) or FS)
         fit_curve(curves[0], m)  # caches
-        ec, ed, tt = [], [], []
+        ec, ed, tt, tn = [], [], [], []
         for target in curves:
             t0 = time.perf_counter()
             fit = fit_curve(target, m)
             tt.append((time.perf_counter() - t0) * 1e3)
+            if compiled:
+                with numpy_loop():
+                    t0 = time.perf_counter()
+                    fit_curve(target, m)
+                    tn.append((time.perf_counter() - t0) * 1e3)
             c, d = errors(fit.bands, target, fs)
             ec.append(c)
             ed.append(d)
         row = summarise(name, ec, ed, tt)
-        out.append(f"{name:<22} {len(m.bands):>5}" + row[22:])
+        base = f"   {np.median(tn):>10.2f} / {np.percentile(tn, 99):.2f}" if tn else ""
+        out.append(f"{name:<22} {len(m.bands):>5}" + row[29:] + base)
     return out
 
 
@@ -206,7 +217,7 @@ def autoeq_fitter():
 
 def summarise(name, errs_c, errs_d, times_ms) -> str:
     c, d, t = np.array(errs_c), np.array(errs_d), np.array(times_ms)
-    return (f"{name:<22} {np.median(c):8.3f} {np.percentile(c, 95):8.3f} {np.median(d):8.3f} "
+    return (f"{name:<29} {np.median(c):8.3f} {np.percentile(c, 95):8.3f} {np.median(d):8.3f} "
             f"{np.percentile(d, 95):8.3f} {np.median(t):9.2f} {np.percentile(t, 99):9.2f}")
 
 
@@ -219,13 +230,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     curves = load_curves(args.limit)
     fit_curve(curves[0], SPECS)  # warm caches / imports before timing
-    from bridge.fit import fit_backend
+    from bridge.fit import fit_backend, numpy_loop
     print(f"fitter path: {fit_backend()}; {other_load()}")
+    loops = [("", nullcontext)] + ([(" (numpy)", numpy_loop)] if fit_backend() != "numpy" else [])
 
     other = OtherCpu()
+    keys = [f"ours, {kind}{label}" for label, _ in loops for kind in ("cold", "warm refit 2%")]
     rows: dict[str, tuple[list, list, list]] = {k: ([], [], []) for k in
-                                                ("ours, cold", "ours, warm refit 2%", "naive 8 bells",
-                                                 "AutoEq 4.1.2")}
+                                                (*keys, "naive 8 bells", "AutoEq 4.1.2")}
     ae, ae_note = (None, "AutoEq skipped (--no-autoeq)") if args.no_autoeq else autoeq_fitter()
 
     def record(key: str, bands, target: np.ndarray, seconds: float) -> None:
@@ -233,15 +245,16 @@ def main(argv=None) -> int:
             column.append(value)
 
     for target in curves:
-        t0 = time.perf_counter()
-        cold = fit_curve(target, SPECS, sample_rate=FS)
-        t1 = time.perf_counter()
         moved = target * 1.02
-        t2 = time.perf_counter()
-        warm = fit_curve(moved, SPECS, previous=cold, sample_rate=FS)
-        t3 = time.perf_counter()
-        record("ours, cold", cold.bands, target, t1 - t0)
-        record("ours, warm refit 2%", warm.bands, moved, t3 - t2)
+        for label, loop in loops:
+            with loop():
+                t0 = time.perf_counter()
+                cold = fit_curve(target, SPECS, sample_rate=FS)
+                t1 = time.perf_counter()
+                warm = fit_curve(moved, SPECS, previous=cold, sample_rate=FS)
+                t2 = time.perf_counter()
+            record(f"ours, cold{label}", cold.bands, target, t1 - t0)
+            record(f"ours, warm refit 2%{label}", warm.bands, moved, t2 - t1)
         for key, baseline in (("naive 8 bells", naive), ("AutoEq 4.1.2", ae)):
             if baseline is not None:
                 t0 = time.perf_counter()
@@ -250,7 +263,7 @@ def main(argv=None) -> int:
 
     print(f"{len(curves)} English Audealize word curves at +-5 dB peak; 8 bands "
           "(low shelf + 6 bells + high shelf, +-15 dB, Q 0.18-6); ERB-weighted RMS error, dB")
-    print(f"{'fitter':<22} {'med@40':>8} {'p95@40':>8} {'med@1k':>8} {'p95@1k':>8} "
+    print(f"{'fitter':<29} {'med@40':>8} {'p95@40':>8} {'med@1k':>8} {'p95@1k':>8} "
           f"{'med ms':>9} {'p99 ms':>9}")
     for key, (c, d, t) in rows.items():
         if c:

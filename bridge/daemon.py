@@ -125,6 +125,7 @@ class Daemon:
         self.model_error: str | None = None
         self.curves: PhraseCurves | None = None
         self.fit_curve: Callable | None = None
+        self.fit_backend: str | None = None  # bridge.fit's inner loop, "c" or "numpy" (for benchmarks)
         self.fit_tangent: Callable | None = None
         self.score_settings: Callable | None = None
         self.load_mapping: Callable | None = None
@@ -181,6 +182,8 @@ class Daemon:
             log.warning("macro knobs: %s; using the placeholder tilt/low/high", self.session.macros.reason)
         self.fit_curve = _given_or_imported(self._fit_arg, "bridge.fit", "fit_curve", "fitting")
         fit_module = sys.modules.get("bridge.fit")  # imported when fit_curve is the real one
+        if fit_module is not None and self.fit_curve is fit_module.fit_curve:
+            self.fit_backend = fit_module.fit_backend()
         if (fit_module is not None and self.fit_curve is fit_module.fit_curve
                 and self.cfg.knob_answers == "tangent"):  # the tangent is of this fitter's optimum
             self.fit_tangent, self.score_settings = fit_module.fit_tangent, fit_module.score_settings
@@ -748,6 +751,7 @@ class Daemon:
                              "sent_first_ms": _percentiles(self.knob_sent_ms)},
             "model": "loaded" if self.curves is not None else (self.model_error or "none"),
             "fit": self.fit_curve is not None,
+            "fit_backend": self.fit_backend,
             "target": None if act is None else {
                 "name": act.spec.name, "describe": act.spec.describe(), "key": act.spec.key,
                 "mapping": getattr(act.mapping, "name", None),

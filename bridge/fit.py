@@ -24,15 +24,18 @@ parameters, pulled toward them, so a slowly moving target moves the knobs smooth
 its target along given directions (the implicit function theorem at the warm problem's optimum),
 so the daemon answers a knob turn with a small matrix product and refits only once it rests.
 
-Speed (bench/fit_quality.py, 8 bands, 2-core machine): ~6 ms per cold fit, ~1 ms per warm refit in
-pure numpy; the time is numpy call overhead (about 60 small-array calls per LM step), not
-arithmetic, so fewer grid points would not help and fewer LM steps would cost accuracy.
+Speed: the time of a numpy loop is call overhead (about 60 small-array calls per LM step), not
+arithmetic, so fewer grid points would not help and fewer LM steps would cost accuracy. The same
+loop is compiled (bridge/_lmcore.c, `_lm_compiled`) when the install found a C compiler; the
+numpy loop (`_lm_numpy`) runs otherwise. bench/fit_quality.py times both.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -61,6 +64,14 @@ CROSS_MARGIN = np.log(2.0)
 _CANCEL_REACH = 5.0 * CANCEL_WIDTH
 
 _solve = np.linalg.solve
+
+try:  # the same loop compiled (bridge/_lmcore.c, built at install when a C compiler is there)
+    from bridge import _lmcore
+except ImportError:  # pragma: no cover - depends on the build
+    _lmcore = None
+if os.environ.get("EQBRIDGE_FIT_BACKEND", "").lower() == "numpy":  # benchmarks' baseline, tests
+    _lmcore = None
+_PENALTIES = (CANCEL_PULL, CANCEL_WIDTH, _CANCEL_REACH, CROSS_PULL, CROSS_MARGIN)
 
 # Warm start: pull toward the previous fit per unit of (ln f, gain dB, ln Q), so a small target
 # change cannot slide a band along a flat valley of the cost (no band jumping).
@@ -191,6 +202,7 @@ class _Problem:
         self.target = np.interp(geo.interp_x, _CENTRES_ERB, target_db)
         self.sw_db = geo.sw * _DB
         self.sw_target = geo.sw * self.target
+        self.log_pi_sr = math.log(geo.pi_sr)
 
 
 # --------------------------------------------------------------------------------------------
@@ -251,6 +263,12 @@ class _Structure:
         self.pair_j = np.array([j for _, j in self.pairs], dtype=int)
         self.cross = [(i, j) for i in np.flatnonzero(low).tolist()
                       for j in np.flatnonzero(high).tolist()]
+        # the same structure as flat buffers for bridge._lmcore
+        self.ea = np.ascontiguousarray(ea)
+        self.free_u8 = self.free.astype(np.uint8)
+        self.cross_i = np.array([i for i, _ in self.cross], dtype=np.int64)
+        self.cross_j = np.array([j for _, j in self.cross], dtype=np.int64)
+        self.pair_i64, self.pair_j64 = self.pair_i.astype(np.int64), self.pair_j.astype(np.int64)
 
 
 class _Model:
@@ -408,9 +426,36 @@ def _cancel_rows(xl: list[float], k: int, pairs: Sequence[tuple[int, int]]) -> l
     return rows
 
 
-def _lm(model: _Model, p: np.ndarray, max_iter: int, rtol: float, lam: float = None):
+def _lm(model: _Model, p: np.ndarray, max_iter: int, rtol: float, lam: float | None = None):
     """Projected Levenberg-Marquardt on the placed bands; returns the improved (3, k) params,
     the predicted dB on the grid there, and the final damping (to carry into the next stage).
+    Runs compiled (`_lm_compiled`) when bridge._lmcore is built, else in numpy (`_lm_numpy`)."""
+    if lam is None:
+        lam = LAM0
+    if _lmcore is not None:
+        got = _lm_compiled(model, p, max_iter, rtol, lam)
+        if got is not None:
+            return got
+    return _lm_numpy(model, p, max_iter, rtol, lam)
+
+
+def _lm_compiled(model: _Model, p: np.ndarray, max_iter: int, rtol: float, lam: float):
+    """`_lm_numpy` in C (bridge/_lmcore.c, the same steps); None when a step matrix was not
+    positive definite (cannot happen with damping > 0), and the numpy loop takes over."""
+    prob, st = model.prob, model.st
+    x = np.array(p, dtype=np.float64).ravel()
+    s = np.empty(prob.npts)
+    lam_out = _lmcore.lm(x, s, model.lo, model.hi, st.free_u8, model.pw, model.ph, st.ea, prob.tan2, prob.sw,
+                         prob.sw_db, prob.sw_target, st.pair_i64, st.pair_j64, st.cross_i, st.cross_j, st.k,
+                         float(model.pc), prob.log_pi_sr, _DB, _H, *_PENALTIES, max_iter, rtol, lam,
+                         model.all_free)
+    if lam_out is None:
+        return None
+    return x.reshape(3, st.k), _DB * s, lam_out
+
+
+def _lm_numpy(model: _Model, p: np.ndarray, max_iter: int, rtol: float, lam: float):
+    """`_lm` in numpy.
 
     Damping: Marquardt's scaling (lambda * diag(J^T J)), updated from the gain ratio rho (actual
     over predicted cost drop) as in Nielsen (1999) / Madsen, Nielsen & Tingleff, "Methods for
@@ -422,8 +467,6 @@ def _lm(model: _Model, p: np.ndarray, max_iter: int, rtol: float, lam: float = N
     lo, hi, free = model.lo, model.hi, model.free
     x = np.minimum(np.maximum(p.ravel(), lo), hi)
     cost, state = model.cost(x)
-    if lam is None:
-        lam = LAM0
     if k == 0 or max_iter <= 0:
         return x.reshape(3, k), _DB * state[1], lam
     nu = 2.0
@@ -522,8 +565,19 @@ def _resolve(bands: Any, sample_rate: float | None, mapping_name: str):
 
 
 def fit_backend() -> str:
-    """Which implementation of the LM inner loop runs (for benchmarks): pure numpy."""
-    return "numpy"
+    """Which implementation of the LM inner loop runs (for benchmarks): "c" or "numpy"."""
+    return "numpy" if _lmcore is None else "c"
+
+
+@contextmanager
+def numpy_loop() -> Iterator[None]:
+    """Fits inside this block run the numpy loop (a benchmark's baseline; not thread-safe)."""
+    global _lmcore
+    core, _lmcore = _lmcore, None
+    try:
+        yield
+    finally:
+        _lmcore = core
 
 
 def fit_curve(target_db: np.ndarray | Sequence[float], bands: Any, *,

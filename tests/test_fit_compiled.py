@@ -1,0 +1,128 @@
+"""The fitter's compiled inner loop (bridge/_lmcore.c) against its numpy loop, call for call."""
+
+import os
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import bridge.fit as F
+from bridge.bands import BandSpec
+from bridge.mapping import load_mapping
+from test_fit import _word_curves, eight_band
+
+CORE = F._lmcore
+needs_core = pytest.mark.skipif(CORE is None, reason="bridge._lmcore is not built (no C compiler at install)")
+
+
+def test_the_core_is_built_where_a_compiler_is():
+    if os.environ.get("EQBRIDGE_FIT_BACKEND", "").lower() == "numpy":
+        pytest.skip("EQBRIDGE_FIT_BACKEND=numpy asks for the numpy loop")
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler here: the numpy loop is the only one")
+    assert CORE is not None, "a C compiler is here but bridge._lmcore did not build (pip install -e . shows why)"
+    assert F.fit_backend() == "c"
+
+
+def _recorded_calls(monkeypatch, fits) -> list:
+    """Every `_lm_numpy` call made by `fits()` with the core off: its inputs and its answer."""
+    calls = []
+    numpy_loop = F._lm_numpy
+
+    def record(model, p, max_iter, rtol, lam):
+        out = numpy_loop(model, p, max_iter, rtol, lam)
+        calls.append((model, p.copy(), max_iter, rtol, lam, out))
+        return out
+
+    monkeypatch.setattr(F, "_lmcore", None)
+    monkeypatch.setattr(F, "_lm_numpy", record)
+    fits()
+    monkeypatch.undo()
+    return calls
+
+
+def _assert_same(calls) -> None:
+    for model, p, max_iter, rtol, lam, (x, pred, lam_out) in calls:
+        got = F._lm_compiled(model, p, max_iter, rtol, lam)
+        assert got is not None
+        xc, predc, lamc = got
+        assert xc.shape == x.shape
+        np.testing.assert_allclose(xc, x, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(predc, pred, rtol=0, atol=1e-6)
+        assert lamc == pytest.approx(lam_out, rel=1e-6)
+
+
+@needs_core
+@pytest.mark.parametrize("bands", ["reaper-reaeq", "ableton-eq-eight", "lsp-para-x16", "eight-band"])
+def test_compiled_loop_answers_as_the_numpy_loop(monkeypatch, bands):
+    """Cold fits (greedy stages, final polish) and warm refits (pulls, trust region): each LM call
+    of the numpy fit, given to the compiled loop, comes back the same to rounding."""
+    specs = eight_band() if bands == "eight-band" else load_mapping(bands)
+
+    def fits():
+        for target in _word_curves(12):
+            first = F.fit_curve(target, specs)
+            F.fit_curve(target * 1.03 + 0.2, specs, previous=first)
+
+    calls = _recorded_calls(monkeypatch, fits)
+    assert len(calls) > 24
+    assert any(c[0].st.pairs for c in calls) and any(c[0].st.cross for c in calls)
+    _assert_same(calls)
+
+
+@needs_core
+def test_compiled_loop_with_penalty_rows_and_held_limits(monkeypatch):
+    """Close opposite-sign bells (cancel rows), crossed shelves, fixed Q and a target beyond the
+    gain limits (parameters held on their bounds) take the same steps in both loops."""
+    specs = ([BandSpec("ls", ("low_shelf",), (30.0, 3000.0), (-6.0, 6.0), (0.5, 2.0))]
+             + [BandSpec(f"b{i}", ("bell",), (100.0, 10000.0), (-6.0, 6.0), (0.5, 2.0)) for i in range(5)]
+             + [BandSpec("bq", ("bell",), (100.0, 10000.0), (-6.0, 6.0), (0.5, 2.0), fixed_q=1.0),
+                BandSpec("hs", ("high_shelf",), (200.0, 16000.0), (-6.0, 6.0), (0.5, 2.0))])
+    prob = F._Problem(12.0 * np.sin(np.linspace(0, 3 * np.pi, 40)), specs, 48000.0)
+    kinds = np.array([F.KIND_LOW_SHELF] + [F.KIND_BELL] * 6 + [F.KIND_HIGH_SHELF])
+    model = F._Model(prob, kinds, np.arange(8))
+    rng = np.random.default_rng(7)
+    lnf = np.log(np.concatenate([[2500.0], rng.uniform(400.0, 700.0, 6), [300.0]]))
+    p = np.stack([lnf, rng.uniform(-6.0, 6.0, 8), np.zeros(8)])
+    assert model._rows(np.clip(p.ravel(), model.lo, model.hi))  # both kinds of rows are live
+    calls = _recorded_calls(monkeypatch, lambda: [F._lm(model, p, n, 1e-3) for n in (1, 3, 12)])
+    _assert_same(calls)
+    x = calls[-1][-1][0].ravel()
+    assert np.any((x <= model.lo) | (x >= model.hi))  # the answer sits on some limits
+
+
+@needs_core
+def test_numpy_loop_takes_over_when_the_core_declines(monkeypatch):
+    target = _word_curves(4)[3]
+    specs = load_mapping("reaper-reaeq")
+    monkeypatch.setattr(F, "_lmcore", None)
+    plain = F.fit_curve(target, specs)
+    monkeypatch.setattr(F, "_lmcore", SimpleNamespace(lm=lambda *args: None))
+    declined = F.fit_curve(target, specs)
+    assert declined.bands == plain.bands
+
+
+@needs_core
+def test_core_refuses_buffers_of_the_wrong_size():
+    specs = eight_band()
+    prob = F._Problem(_word_curves(1)[0], specs, 48000.0)
+    model = F._Model(prob, np.array([F.KIND_BELL] * 8), np.arange(8))
+    st = model.st
+
+    def call(x=None, pair_i=None, s=None):
+        x = np.zeros(24) if x is None else x
+        return CORE.lm(x, np.empty(prob.npts) if s is None else s, model.lo, model.hi, st.free_u8, model.pw,
+                       model.ph, st.ea, prob.tan2, prob.sw, prob.sw_db, prob.sw_target,
+                       st.pair_i64 if pair_i is None else pair_i, st.pair_j64, st.cross_i, st.cross_j, st.k,
+                       float(model.pc), prob.log_pi_sr, F._DB, F._H, *F._PENALTIES, 3, 1e-3, 1.0, True)
+
+    assert isinstance(call(), float)
+    with pytest.raises(ValueError, match="x has"):
+        call(x=np.zeros(23))
+    with pytest.raises(ValueError, match="s_out has"):
+        call(s=np.empty(prob.npts - 1))
+    with pytest.raises(ValueError, match="out of range"):
+        call(pair_i=np.full(st.pair_i64.size, 99, dtype=np.int64))
+    with pytest.raises(TypeError, match="read-write bytes-like"):
+        call(x=np.zeros(48)[::2])  # not contiguous
