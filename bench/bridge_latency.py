@@ -7,7 +7,7 @@ the stand-in REAPER's socket (the kernel's SO_TIMESTAMPNS arrival stamp, so the 
 Python parsing is not counted):
   - phrase in  (/eqbridge/text, distinct phrases, so neither cache helps)   target p99 <= 5 ms
     Its baseline: a second daemon whose fitter runs its numpy loop (EQBRIDGE_FIT_BACKEND=numpy)
-    rather than the compiled one (bridge/_lmcore.c), the phrases sent to both in turn.
+    rather than the compiled one (bridge/_lmcore.c), given the same phrases afterwards.
   - knob in over OSC (/eqbridge/macro/1)                                    target p99 <= 1 ms
   - knob in over MIDI (CC 7 -> amount, through a private JACK server)       target p99 <= 1 ms
 Before the OSC knob stages, the floor: /eqbridge/ping -> /eqbridge/pong paced like the jumps (one
@@ -243,24 +243,29 @@ def osc_knob_stage(rig: Rig, events: int, label: str) -> tuple[str, str]:
 
 
 def phrase_stage(rig: Rig, a: argparse.Namespace) -> str:
-    """Distinct phrases to the daemon and, in turn, to a baseline daemon whose fitter runs its
-    numpy loop; each measured to the last parameter message at its own stand-in REAPER."""
-    base = Rig(a.mapping, None, bundle=a.reaper_bundle, fit_backend="numpy")
-    try:
-        print(f"baseline daemon: fit {base.status()['fit_backend']} loop")
-        base.client.send(base.dest, "/eqbridge/text", "warm")
-        lat: dict[str, list[float]] = {"now": [], "base": []}
-        for ph in phrases(a.events):
-            dgram = build("/eqbridge/text", ph)
-            for key, r in (("now", rig), ("base", base)):
+    """Distinct phrases to the daemon, then the same to a baseline daemon whose fitter runs its
+    numpy loop (started afterwards: its idle work would otherwise share the 2 cores), each
+    measured to the last parameter message at its own stand-in REAPER."""
+    lat: dict[str, list[float]] = {"now": [], "base": []}
+    for key in lat:
+        r = rig if key == "now" else Rig(a.mapping, None, bundle=a.reaper_bundle, fit_backend="numpy")
+        try:
+            r.client.send(r.dest, "/eqbridge/text", "warm")
+            for ph in phrases(a.events):
+                dgram = build("/eqbridge/text", ph)
                 ms = r.measure(lambda: r.client.sock.sendto(dgram, r.dest))
                 if ms is not None:
                     lat[key].append(ms[1])
-        print(f"phrase -> last param   {pct(lat['now'])}   target p99 <= 5 ms")
-        print(f"   inside the daemon (received -> values handed to the target): {rig.status()['latency_ms']}")
-        print(f"   baseline, numpy loop: {pct(lat['base'])}; inside {base.status()['latency_ms']}")
-    finally:
-        base.close()
+            st = r.status()
+            inside = f"inside the daemon (received -> values handed to the target): {st['latency_ms']}"
+            if key == "now":
+                print(f"phrase -> last param   {pct(lat['now'])}   target p99 <= 5 ms")
+                print(f"   {inside}; answered on the OSC thread: {st['queue']['phrases_on_osc_thread']}")
+            else:
+                print(f"   baseline, {st['fit_backend']} loop: {pct(lat['base'])}; {inside}")
+        finally:
+            if r is not rig:
+                r.close()
     return pct(lat["now"])
 
 

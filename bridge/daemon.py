@@ -64,7 +64,8 @@ SAVE_DEBOUNCE_S = 1.0
 loses at most the last second; a knob flood writes the file once a second, not per event."""
 GIL_SWITCH_S = 0.0005
 INLINE_GAP_S = 0.002
-"""An OSC knob move is answered on the OSC thread only if the previous one came this long before."""
+"""An OSC knob move or phrase is answered on the OSC thread only if the previous one came this long
+before (a stream is queued, so the engine coalesces it and the OSC thread keeps reading)."""
 SETTLE_AFTER_S = 0.03
 """A knob answer from the tangent is polished by a warm refit after the knobs rest this long."""
 TANGENT_REACH = 0.05
@@ -157,6 +158,7 @@ class Daemon:
         self._last_answer_at = 0.0  # monotonic time the EQ was last set (a render or a tangent answer)
         self._settle_at: float | None = None  # monotonic time to polish a tangent answer
         self.knob_answers = {"tangent": 0, "refit": 0, "on_osc_thread": 0}
+        self.phrases_on_osc_thread = 0
         self.knob_error_db: deque[tuple[float, float]] = deque(maxlen=2000)  # (tangent, polished)
         self.knob_sent_ms: deque[float] = deque(maxlen=2000)  # datagram read -> values sent (sent first)
         name = (cfg.profile if persist else None) if profile is None else (profile or None)
@@ -265,7 +267,7 @@ class Daemon:
     # ------------------------------------------------------------------ input side
     def submit(self, ev: Event) -> None:
         """Called from input threads. Never blocks: a full queue drops the event."""
-        if ev.source == "osc" and ev.kind in CONTINUOUS and self._answer_inline(ev):
+        if ev.source == "osc" and (ev.kind in CONTINUOUS or ev.kind == "text") and self._answer_inline(ev):
             return
         self._enqueue(ev)
 
@@ -280,9 +282,10 @@ class Daemon:
             self.dropped += 1
 
     def _answer_inline(self, ev: Event) -> bool:
-        """Process a lone knob move on the calling thread; False: queue it. Order is kept: only when
+        """Process a lone knob move or phrase on the calling thread (no hand-over to the engine
+        thread, whose wake-up costs ~1 ms on a small VM); False: queue it. Order is kept: only when
         nothing older is queued or in process, and no newer datagram waits on the socket. Not in a
-        stream of moves (INLINE_GAP_S): there the OSC thread must keep reading, the engine coalesce."""
+        stream (INLINE_GAP_S): there the OSC thread must keep reading, the engine coalesce."""
         gap = ev.t_in - self._last_inline_try
         self._last_inline_try = ev.t_in
         if gap < INLINE_GAP_S or not self.started or not self._engine_lock.acquire(blocking=False):
@@ -291,8 +294,12 @@ class Daemon:
             if self._unprocessed or (self.osc is not None and self.osc.pending()):
                 return False
             timers = (self._settle_at, self._tangent_wanted)
-            self.knob_answers["on_osc_thread"] += 1
-            self._process_logged([ev], self._send_knob_first(ev))
+            if ev.kind == "text":
+                self.phrases_on_osc_thread += 1
+                self._process_logged([ev])
+            else:
+                self.knob_answers["on_osc_thread"] += 1
+                self._process_logged([ev], self._send_knob_first(ev))
             rearm = (self._settle_at, self._tangent_wanted) != timers
         finally:
             self._engine_lock.release()
@@ -745,7 +752,8 @@ class Daemon:
             "uptime_s": round(time.time() - self.t_start, 1),
             "osc": {"host": self.cfg.osc_host, "port": self.osc.port if self.osc else self.cfg.osc_port,
                     **(self.osc.counters.to_json() if self.osc else {})},
-            "queue": {"waiting": self.queue.qsize(), "dropped": self.dropped, "renders": self.renders},
+            "queue": {"waiting": self.queue.qsize(), "dropped": self.dropped, "renders": self.renders,
+                      "phrases_on_osc_thread": self.phrases_on_osc_thread},
             "latency_ms": _percentiles(self.latency_ms),
             "knob_answers": {**self.knob_answers, "rms_error_db": _error_pairs(self.knob_error_db),
                              "sent_first_ms": _percentiles(self.knob_sent_ms)},

@@ -88,6 +88,22 @@ def test_phrase_in_gives_exactly_the_fitted_parameters(rig):
     assert p[0::2] == [x.key for x in FakeMapping().host_params(fake_fit(curve, FakeMapping()).bands)]
 
 
+def test_a_lone_phrase_is_answered_on_the_osc_thread_and_waits_for_a_busy_engine(rig):
+    d, reaper, client, dest, fb = rig
+    send_and_wait(client, dest, "/eqbridge/text", "warm")
+    assert d.phrases_on_osc_thread == 1
+    reaper.wait_for(lambda rs: final_values(reaper) == expected_reaper(FakeModel().curve("warm", 0.5).gains_db))
+    with d._engine_lock:  # the engine is busy: the next phrase is queued behind it, not answered inline
+        client.send(dest, "/eqbridge/text", "bright")
+        assert wait_until(lambda: d.osc.counters.accepted >= 2, timeout=2.0)
+        time.sleep(0.05)
+        assert d.session.state.knobs.phrase == "warm"
+    want = expected_reaper(FakeModel().curve("bright", 0.5).gains_db)
+    reaper.wait_for(lambda rs: final_values(reaper) == want)
+    assert final_values(reaper) == want
+    assert d.phrases_on_osc_thread == 1 and d.status()["queue"]["phrases_on_osc_thread"] == 1
+
+
 def test_knobs_undo_redo_bypass_only_send_changes(rig):
     d, reaper, client, dest, fb = rig
     send_and_wait(client, dest, "/eqbridge/text", "bright")
