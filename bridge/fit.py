@@ -306,7 +306,6 @@ class _Model:
             self.pw = st.w1 + w2
             self.ph = (st.w1 * st.h1 + w2 * h2) / self.pw
             self.pc = st.c1 + float(w2 @ h2 ** 2) - float(self.pw @ self.ph ** 2)
-        self.pdiag = np.diag(self.pw)
 
     def cost(self, x: np.ndarray):
         """Cost at x and the intermediates `hess_grad` needs (a tuple).
@@ -399,7 +398,7 @@ class _Model:
         rf, dx, rows = state[2], state[9], state[10]
         jt = self.jacobian_t(state)
         hess = jt @ jt.T
-        hess += self.pdiag
+        hess.flat[::hess.shape[0] + 1] += self.pw
         grad = jt @ rf + self.pw * dx
         for r, entries in rows or ():  # a handful of sparse rows: rank-one updates by hand
             for i, di in entries:
