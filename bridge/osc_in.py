@@ -149,7 +149,7 @@ def knob_table(addresses: Iterable[Address]) -> dict[bytes, tuple[str, tuple]]:
     """The encoded address and `,f` type tag of every one-float knob address (amount, macros)
     -> (event kind, fixed arguments): a datagram is such a message exactly when it is one of
     these prefixes followed by four bytes."""
-    return {_osc_string(a.path.encode("ascii")) + b",f\0\0": (a.event, a.fixed[:1])
+    return {build_message(a.path, [0.0])[:-4]: (a.event, a.fixed[:1])
             for a in addresses if a.event in CONTINUOUS and [x.kind for x in a.args] == ["unit"]}
 
 

@@ -44,7 +44,8 @@ def test_reaper_bundles_carry_the_same_messages_in_few_datagrams():
     """osc_bundle: one flush -> OSC 1.0 bundles under MAX_DATAGRAM, the same messages inside."""
     from pythonosc.osc_bundle import OscBundle
 
-    from bridge.targets.reaper import MAX_DATAGRAM, _osc_float, osc_bundles
+    from bridge.osc_in import build_message
+    from bridge.targets.reaper import MAX_DATAGRAM, osc_bundles
     peer = ReaperPeer()
     tgt = ReaperOscTarget("127.0.0.1", peer.port, track=3, fx=2, min_interval=0.0, bundle=True)
     tgt.start()
@@ -59,7 +60,7 @@ def test_reaper_bundles_carry_the_same_messages_in_few_datagrams():
     finally:
         tgt.stop()
         peer.close()
-    msgs = [_osc_float(f"/track/1/fx/1/fxparam/{i}/value", i / 7.0) for i in range(60)]
+    msgs = [build_message(f"/track/1/fx/1/fxparam/{i}/value", [i / 7.0]) for i in range(60)]
     dgrams = osc_bundles(msgs)
     assert 1 < len(dgrams) < 60 and all(len(d) <= MAX_DATAGRAM for d in dgrams)
     inside = [m.dgram for d in dgrams for m in OscBundle(d)._contents]

@@ -30,6 +30,7 @@ import socket
 import struct
 
 from bridge.bands import HostParam
+from bridge.osc_in import build_message
 from bridge.targets.base import OutputTarget
 
 DEFAULT_REAPER_PORT = 8000
@@ -46,13 +47,6 @@ MAX_DATAGRAM = 1400
 """Bundle size limit: below a typical Ethernet MTU, so a bundle to another machine is never
 fragmented."""
 _BUNDLE_HEAD = b"#bundle\0" + struct.pack(">Q", 1)  # OSC 1.0: time tag 1 = immediately
-
-
-def _osc_float(address: str, value: float) -> bytes:
-    """A `,f` message without a builder object (this is the hot path)."""
-    a = address.encode("ascii")
-    a += b"\0" * (4 - len(a) % 4)
-    return a + b",f\0\0" + struct.pack(">f", value)
 
 
 def osc_bundles(messages: list[bytes], max_bytes: int = MAX_DATAGRAM) -> list[bytes]:
@@ -131,7 +125,7 @@ class ReaperOscTarget(OutputTarget):
 
     def _head(self, p: HostParam) -> bytes:
         """The message of `p` without its value (cached per key: a target's addresses are fixed)."""
-        h = self._heads[p.key] = _osc_float(self.address_for(p), 0.0)[:-4]  # type: ignore[arg-type]
+        h = self._heads[p.key] = build_message(self.address_for(p), [0.0])[:-4]  # type: ignore[arg-type]
         return h
 
     def _close(self) -> None:
