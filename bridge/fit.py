@@ -259,8 +259,8 @@ class _Structure:
         self.c1 = float(self.w1 @ self.h1 ** 2)
         bells = np.flatnonzero(bell).tolist()
         self.pairs = [(i, j) for n, i in enumerate(bells) for j in bells[n + 1:]]
-        self.pair_i = np.array([i for i, _ in self.pairs], dtype=int)
-        self.pair_j = np.array([j for _, j in self.pairs], dtype=int)
+        self.pair_i = np.array([i for i, _ in self.pairs], dtype=np.int64)
+        self.pair_j = np.array([j for _, j in self.pairs], dtype=np.int64)
         self.cross = [(i, j) for i in np.flatnonzero(low).tolist()
                       for j in np.flatnonzero(high).tolist()]
         # the same structure as flat buffers for bridge._lmcore
@@ -268,7 +268,6 @@ class _Structure:
         self.free_u8 = self.free.astype(np.uint8)
         self.cross_i = np.array([i for i, _ in self.cross], dtype=np.int64)
         self.cross_j = np.array([j for _, j in self.cross], dtype=np.int64)
-        self.pair_i64, self.pair_j64 = self.pair_i.astype(np.int64), self.pair_j.astype(np.int64)
 
 
 class _Model:
@@ -445,7 +444,7 @@ def _lm_compiled(model: _Model, p: np.ndarray, max_iter: int, rtol: float, lam: 
     x = np.array(p, dtype=np.float64).ravel()
     s = np.empty(prob.npts)
     lam_out = _lmcore.lm(x, s, model.lo, model.hi, st.free_u8, model.pw, model.ph, st.ea, prob.tan2, prob.sw,
-                         prob.sw_db, prob.sw_target, st.pair_i64, st.pair_j64, st.cross_i, st.cross_j, st.k,
+                         prob.sw_db, prob.sw_target, st.pair_i, st.pair_j, st.cross_i, st.cross_j, st.k,
                          float(model.pc), prob.log_pi_sr, _DB, _H, *_PENALTIES, max_iter, rtol, lam,
                          model.all_free)
     if lam_out is None:

@@ -119,7 +119,7 @@ def test_core_refuses_buffers_of_the_wrong_size():
         x = np.zeros(24) if x is None else x
         return CORE.lm(x, np.empty(prob.npts) if s is None else s, model.lo, model.hi, st.free_u8, model.pw,
                        model.ph, st.ea, prob.tan2, prob.sw, prob.sw_db, prob.sw_target,
-                       st.pair_i64 if pair_i is None else pair_i, st.pair_j64, st.cross_i, st.cross_j, st.k,
+                       st.pair_i if pair_i is None else pair_i, st.pair_j, st.cross_i, st.cross_j, st.k,
                        float(model.pc), prob.log_pi_sr, F._DB, F._H, *F._PENALTIES, 3, 1e-3, 1.0, True)
 
     assert isinstance(call(), float)
@@ -128,6 +128,6 @@ def test_core_refuses_buffers_of_the_wrong_size():
     with pytest.raises(ValueError, match="s_out has"):
         call(s=np.empty(prob.npts - 1))
     with pytest.raises(ValueError, match="out of range"):
-        call(pair_i=np.full(st.pair_i64.size, 99, dtype=np.int64))
+        call(pair_i=np.full(st.pair_i.size, 99, dtype=np.int64))
     with pytest.raises(TypeError, match="read-write bytes-like"):
         call(x=np.zeros(48)[::2])  # not contiguous
