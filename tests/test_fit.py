@@ -247,3 +247,49 @@ def test_warm_refit_stays_in_its_trust_region():
     for x, y in zip(first.bands, second.bands):
         if x.type != "off" and y.type != "off":
             assert abs(np.log2(y.freq_hz / x.freq_hz)) <= WARM_MAX_STEP_OCT + 1e-9
+
+
+def _kkt(a, b, lo, hi, x):
+    """Largest violation of the bounded LS optimality conditions at x (projected gradient)."""
+    g = a.T @ (a @ x - b)
+    return float(np.max(np.abs(np.where(x <= lo, np.minimum(g, 0), np.where(x >= hi, np.maximum(g, 0), g)))))
+
+
+def test_bounded_lstsq_is_optimal_and_agrees_with_scipy():
+    from scipy.optimize import lsq_linear
+
+    from bridge.fit import bounded_lstsq
+    rng = np.random.default_rng(11)
+    agreed = 0
+    for trial in range(300):
+        n = int(rng.integers(1, 32))
+        a = rng.normal(size=(n + int(rng.integers(0, 60)), n))
+        if trial % 3 == 0 and n > 1:  # overlapping columns, as neighbouring graphic bands are
+            a = a @ (np.eye(n) + 0.9 * np.eye(n, k=1))
+        b = rng.normal(size=a.shape[0]) * rng.uniform(0.1, 10.0)
+        lo, hi = -rng.uniform(0.0, 1.0, n), rng.uniform(0.0, 1.0, n)
+        x0 = None if trial % 2 else np.clip(rng.normal(size=n), lo, hi)
+        x = bounded_lstsq(a, b, lo, hi, x0)
+        assert x is not None and np.all(x >= lo) and np.all(x <= hi)
+        assert _kkt(a, b, lo, hi, x) <= 1e-9 * max(1.0, float(np.abs(a.T @ b).max()))
+        ref = lsq_linear(a, b, bounds=(lo, hi), method="bvls", tol=1e-14).x
+        if _kkt(a, b, lo, hi, ref) <= 1e-9:  # scipy converged: the same (unique) minimiser
+            assert np.allclose(x, ref, atol=1e-8)
+            agreed += 1
+        assert np.sum((a @ x - b) ** 2) <= np.sum((a @ ref - b) ** 2) * (1 + 1e-12) + 1e-12
+    assert agreed > 250
+    pinned = bounded_lstsq(np.eye(3), np.array([1.0, 1.0, 1.0]), np.array([0.0, 0.2, -1.0]),
+                           np.array([0.5, 0.2, 2.0]))
+    assert pinned.tolist() == pytest.approx([0.5, 0.2, 1.0])
+
+
+def test_graphic_fit_falls_back_to_scipy_when_the_active_set_does_not_settle(monkeypatch):
+    import bridge.fit as F
+    specs = [BandSpec(f"g{i}", ("bell",), gain_db=(-6.0, 6.0), fixed_freq_hz=float(f), fixed_q=1.4)
+             for i, f in enumerate([63, 250, 1000, 4000, 16000])]
+    target = 9.0 * np.cos(np.linspace(0, 2 * np.pi, 40))
+    ours = fit_curve(target, specs)
+    monkeypatch.setattr(F, "bounded_lstsq", lambda *args, **kw: None)
+    theirs = fit_curve(target, specs)
+    for x, y in zip(ours.bands, theirs.bands):
+        assert x.gain_db == pytest.approx(y.gain_db, abs=1e-6)
