@@ -3,7 +3,8 @@
 Curves: the English Audealize EQ descriptors (models/data/audealize/eqdescriptors.json), each
 scaled to +-5 dB peak. Bands: low shelf + 6 bells + high shelf, +-15 dB, Q 0.18-6, 20 Hz-20 kHz.
 Rows: our cold fit, our warm refit (target changed by 2%, started from the cold fit), both again
-with the fitter's numpy loop when the compiled one (bridge/_lmcore.c) is what runs, a naive
+with the baseline solvers (bridge.fit.baseline_solvers: the numpy LM loop rather than the compiled
+one, bridge/_lmcore.c, and scipy's BVLS for graphic EQs), a naive
 baseline (8 bells at fixed ERB-spaced centres set to the target there, Q 1.4) and AutoEq's PEQ
 optimiser (autoeq==4.1.2) with the same filters, when it is importable.
 Errors are ERB-weighted RMS dB (bridge.fit.weighted_rms_db) at the 40 centres and on a dense
@@ -120,32 +121,32 @@ class OtherCpu:
 
 
 def mapping_rows(curves: list[np.ndarray]) -> list[str]:
-    """Cold fits of every curve on every shipped mapping: error and time per mapping, and when
-    the compiled loop runs, the time of the numpy loop on the same fits (same run, interleaved)."""
-    from bridge.fit import fit_backend, numpy_loop
-    compiled = fit_backend() != "numpy"
+    """Cold fits of every curve on every shipped mapping: error and time per mapping, and the
+    time of the same fits with the baseline solvers (same run, interleaved)."""
+    from bridge.fit import baseline_solvers
     out = [f"{'mapping':<22} {'bands':>5} {'med@40':>8} {'p95@40':>8} {'med@1k':>8} "
-           f"{'p95@1k':>8} {'med ms':>9} {'p99 ms':>9}" + ("   numpy loop: med / p99 ms" if compiled else "")]
+           f"{'p95@1k':>8} {'med ms':>9} {'p99 ms':>9}   baseline solvers: med / p99 ms"]
     for name in list_mappings():
         m = load_mapping(name)
         fs = float(getattr(m, "sample_rate", None) or FS)
         fit_curve(curves[0], m)  # caches
+        with baseline_solvers():
+            fit_curve(curves[0], m)  # and the baseline's (scipy's import, for graphic EQs)
         ec, ed, tt, tn = [], [], [], []
         for target in curves:
             t0 = time.perf_counter()
             fit = fit_curve(target, m)
             tt.append((time.perf_counter() - t0) * 1e3)
-            if compiled:
-                with numpy_loop():
-                    t0 = time.perf_counter()
-                    fit_curve(target, m)
-                    tn.append((time.perf_counter() - t0) * 1e3)
+            with baseline_solvers():
+                t0 = time.perf_counter()
+                fit_curve(target, m)
+                tn.append((time.perf_counter() - t0) * 1e3)
             c, d = errors(fit.bands, target, fs)
             ec.append(c)
             ed.append(d)
         row = summarise(name, ec, ed, tt)
-        base = f"   {np.median(tn):>10.2f} / {np.percentile(tn, 99):.2f}" if tn else ""
-        out.append(f"{name:<22} {len(m.bands):>5}" + row[29:] + base)
+        out.append(f"{name:<22} {len(m.bands):>5}" + row[31:]
+                   + f"   {np.median(tn):>16.2f} / {np.percentile(tn, 99):.2f}")
     return out
 
 
@@ -217,7 +218,7 @@ def autoeq_fitter():
 
 def summarise(name, errs_c, errs_d, times_ms) -> str:
     c, d, t = np.array(errs_c), np.array(errs_d), np.array(times_ms)
-    return (f"{name:<29} {np.median(c):8.3f} {np.percentile(c, 95):8.3f} {np.median(d):8.3f} "
+    return (f"{name:<31} {np.median(c):8.3f} {np.percentile(c, 95):8.3f} {np.median(d):8.3f} "
             f"{np.percentile(d, 95):8.3f} {np.median(t):9.2f} {np.percentile(t, 99):9.2f}")
 
 
@@ -230,9 +231,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     curves = load_curves(args.limit)
     fit_curve(curves[0], SPECS)  # warm caches / imports before timing
-    from bridge.fit import fit_backend, numpy_loop
+    from bridge.fit import baseline_solvers, fit_backend
     print(f"fitter path: {fit_backend()}; {other_load()}")
-    loops = [("", nullcontext)] + ([(" (numpy)", numpy_loop)] if fit_backend() != "numpy" else [])
+    loops = [("", nullcontext), (" (baseline)", baseline_solvers)]
 
     other = OtherCpu()
     keys = [f"ours, {kind}{label}" for label, _ in loops for kind in ("cold", "warm refit 2%")]
@@ -263,7 +264,7 @@ def main(argv=None) -> int:
 
     print(f"{len(curves)} English Audealize word curves at +-5 dB peak; 8 bands "
           "(low shelf + 6 bells + high shelf, +-15 dB, Q 0.18-6); ERB-weighted RMS error, dB")
-    print(f"{'fitter':<29} {'med@40':>8} {'p95@40':>8} {'med@1k':>8} {'p95@1k':>8} "
+    print(f"{'fitter':<31} {'med@40':>8} {'p95@40':>8} {'med@1k':>8} {'p95@1k':>8} "
           f"{'med ms':>9} {'p99 ms':>9}")
     for key, (c, d, t) in rows.items():
         if c:

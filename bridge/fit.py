@@ -567,15 +567,19 @@ def fit_backend() -> str:
     return "numpy" if _lmcore is None else "c"
 
 
+_OWN_BVLS = True  # graphic EQs: bounded_lstsq (False: scipy's lsq_linear, the baseline)
+
+
 @contextmanager
-def numpy_loop() -> Iterator[None]:
-    """Fits inside this block run the numpy loop (a benchmark's baseline; not thread-safe)."""
-    global _lmcore
-    core, _lmcore = _lmcore, None
+def baseline_solvers() -> Iterator[None]:
+    """Fits inside this block use the solvers eqbridge had before its own: the numpy LM loop and
+    scipy's BVLS for graphic EQs (benchmarks' baseline; not thread-safe)."""
+    global _lmcore, _OWN_BVLS
+    saved, (_lmcore, _OWN_BVLS) = (_lmcore, _OWN_BVLS), (None, False)
     try:
         yield
     finally:
-        _lmcore = core
+        _lmcore, _OWN_BVLS = saved
 
 
 def fit_curve(target_db: np.ndarray | Sequence[float], bands: Any, *,
@@ -1065,7 +1069,7 @@ def _fit_graphic(prob: _Problem, usable: list[int]) -> list[BandSetting]:
         db, _, d_g, _ = peq_db_and_grad(kinds[idx], f, g, q, prob.grid)
         a = (d_g * prob.sw).T
         b = prob.sw * (prob.target - db.sum(axis=0)) + a @ g
-        g_new = bounded_lstsq(a, b, glo, ghi, x0=g)
+        g_new = bounded_lstsq(a, b, glo, ghi, x0=g) if _OWN_BVLS else None
         if g_new is None:  # the active set did not settle: scipy's BVLS (lazy: ~20 MB)
             from scipy.optimize import lsq_linear
             g_new = lsq_linear(a, b, bounds=(glo, ghi), method="bvls").x
