@@ -2,7 +2,7 @@
  *
  * Why: a ReaEQ fit is ~17 Levenberg-Marquardt iterations on 12 parameters and 96 grid points.
  * In numpy each iteration is ~60 calls on arrays of a few hundred values, so the fit costs call
- * overhead (~5 ms on the 2-core VM), not arithmetic (~20 us an iteration here). This file does
+ * overhead, not arithmetic (bench/fit_quality.py times both loops on every mapping). This file does
  * the same arithmetic in the same order; `bridge.fit` falls back to its numpy code when this
  * module is not built (no compiler at install time) and whenever it returns None (a step matrix
  * that is not positive definite, which damping > 0 rules out).

@@ -14,8 +14,8 @@ Knob moves (amount, macros, and undo/redo between them) are answered from the fi
 engine is idle), which costs microseconds instead of a refit; once the knobs rest for
 SETTLE_AFTER_S a warm refit polishes the answer and sends whatever it changed. A lone OSC knob
 move or phrase (nothing queued, the engine idle, no further datagram waiting) is answered on the
-OSC thread itself, under the engine lock: waking the engine thread would cost 0.1-0.4 ms. Bursts
-still go through the queue, where they are coalesced. (MIDI callbacks may run on JACK's process
+OSC thread itself, under the engine lock, without waking the engine thread. Bursts still go
+through the queue, where they are coalesced. (MIDI callbacks may run on JACK's process
 thread, so MIDI always queues.) A lone knob move, on either thread, is sent first (`_send_knob_first`:
 the tangent's line for that knob, host values, the target) and the session, the exact curve and
 the feedback are brought up to date after it. What the daemon loaded at start is frozen out of
@@ -63,6 +63,8 @@ SAVE_DEBOUNCE_S = 1.0
 """State is saved (temp file + os.replace) this long after the first unsaved change: a crash
 loses at most the last second; a knob flood writes the file once a second, not per event."""
 GIL_SWITCH_S = 0.0005
+INLINE_KINDS = (*CONTINUOUS, "text")
+"""What a lone OSC message may be answered on the OSC thread for (`Daemon._answer_inline`)."""
 INLINE_GAP_S = 0.002
 """An OSC knob move or phrase is answered on the OSC thread only if the previous one came this long
 before (a stream is queued, so the engine coalesces it and the OSC thread keeps reading)."""
@@ -186,9 +188,8 @@ class Daemon:
         fit_module = sys.modules.get("bridge.fit")  # imported when fit_curve is the real one
         if fit_module is not None and self.fit_curve is fit_module.fit_curve:
             self.fit_backend = fit_module.fit_backend()
-        if (fit_module is not None and self.fit_curve is fit_module.fit_curve
-                and self.cfg.knob_answers == "tangent"):  # the tangent is of this fitter's optimum
-            self.fit_tangent, self.score_settings = fit_module.fit_tangent, fit_module.score_settings
+            if self.cfg.knob_answers == "tangent":  # the tangent is of this fitter's optimum
+                self.fit_tangent, self.score_settings = fit_module.fit_tangent, fit_module.score_settings
         self.load_mapping = _given_or_imported(self._mapping_arg, "bridge.mapping", "load_mapping", "mappings")
 
     def start(self) -> "Daemon":
@@ -267,7 +268,7 @@ class Daemon:
     # ------------------------------------------------------------------ input side
     def submit(self, ev: Event) -> None:
         """Called from input threads. Never blocks: a full queue drops the event."""
-        if ev.source == "osc" and (ev.kind in CONTINUOUS or ev.kind == "text") and self._answer_inline(ev):
+        if ev.source == "osc" and ev.kind in INLINE_KINDS and self._answer_inline(ev):
             return
         self._enqueue(ev)
 
@@ -283,9 +284,9 @@ class Daemon:
 
     def _answer_inline(self, ev: Event) -> bool:
         """Process a lone knob move or phrase on the calling thread (no hand-over to the engine
-        thread: 0.2-0.4 ms less per phrase, p50, on the 2-core VM); False: queue it. Order is kept:
-        only when nothing older is queued or in process, and no newer datagram waits on the socket.
-        Not in a stream (INLINE_GAP_S): there the OSC thread must keep reading, the engine coalesce."""
+        thread and its wake-up); False: queue it. Order is kept: only when nothing older is queued
+        or in process, and no newer datagram waits on the socket. Not in a stream (INLINE_GAP_S):
+        there the OSC thread must keep reading, the engine coalesce."""
         gap = ev.t_in - self._last_inline_try
         self._last_inline_try = ev.t_in
         if gap < INLINE_GAP_S or not self.started or not self._engine_lock.acquire(blocking=False):
@@ -296,10 +297,9 @@ class Daemon:
             timers = (self._settle_at, self._tangent_wanted)
             if ev.kind == "text":
                 self.phrases_on_osc_thread += 1
-                self._process_logged([ev])
             else:
                 self.knob_answers["on_osc_thread"] += 1
-                self._process_logged([ev], self._send_knob_first(ev))
+            self._process_burst([ev])
             rearm = (self._settle_at, self._tangent_wanted) != timers
         finally:
             self._engine_lock.release()
@@ -307,9 +307,12 @@ class Daemon:
             self._enqueue(_WAKE)
         return True
 
-    def _process_logged(self, batch: list[Event], sent: _SentFirst | None = None) -> None:
+    def _process_burst(self, batch: list[Event]) -> None:
+        """process() a burst, a lone knob move sent first (on whichever thread holds the lock);
+        a failure is logged, never raised into an input or engine thread."""
         try:
-            self.process(batch, sent)
+            lone_knob = len(batch) == 1 and batch[0].kind in CONTINUOUS
+            self.process(batch, self._send_knob_first(batch[0]) if lone_knob else None)
         except Exception:
             log.exception("engine: a burst of %d events failed", len(batch))
 
@@ -349,9 +352,7 @@ class Daemon:
                 pass
             stop = any(e is _STOP for e in batch)
             with self._engine_lock:
-                events = [e for e in batch if e is not _STOP and e is not _WAKE]
-                lone_knob = len(events) == 1 and events[0].kind in CONTINUOUS
-                self._process_logged(events, self._send_knob_first(events[0]) if lone_knob else None)
+                self._process_burst([e for e in batch if e is not _STOP and e is not _WAKE])
                 with self._count_lock:
                     self._unprocessed -= len(batch)
             if stop:
@@ -649,8 +650,7 @@ class Daemon:
         # then, a stretch per idle call: the first stretch of every knob's one-knob answers, both
         # ways, and for the knob last moved (the likeliest to move next) its whole range
         values = [k.amount, *k.macros]
-        last = st.last_control or ""
-        turned = int(last.split("/")[1]) if last.startswith("macro/") else 0
+        turned = st.last_knob()
         self._line_work = deque((j, positive, 0.0) for j in range(len(values)) for positive in (True, False))
         self._line_work.extend((turned, positive, 1.0 - values[turned] if positive else values[turned])
                                for positive in (True, False))

@@ -1006,7 +1006,7 @@ def bounded_lstsq(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     active set does not settle (the caller then asks scipy).
 
     Why not scipy's lsq_linear: its BVLS solves a fresh SVD least squares at every active-set step
-    (~12 per problem on a 31-band graphic EQ, ~2 ms); here the normal equations are formed once,
+    (about 12 per problem on a 31-band graphic EQ); here the normal equations are formed once,
     each step is a Cholesky-sized solve on the free variables, and the search starts from x0's
     bounds (a relinearised Gauss-Newton step usually keeps its active set). Method: the
     active-set bounded least squares of Lawson & Hanson ("Solving Least Squares Problems", 1974,

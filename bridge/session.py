@@ -255,6 +255,12 @@ class TargetState:
         self.last_control = control
         return True
 
+    def last_knob(self) -> int:
+        """The knob moved last, as the knob lines number them (0 the amount, n macro n); 0 when
+        the last change was not a knob (a phrase, an undo)."""
+        c = self.last_control or ""
+        return int(c.split("/")[1]) if c.startswith("macro/") else 0
+
     def undo(self) -> bool:
         if self.position == 0:
             return False

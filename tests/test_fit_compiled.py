@@ -40,10 +40,10 @@ def _recorded_calls(monkeypatch, fits) -> list:
         calls.append((model, p.copy(), max_iter, rtol, lam, out))
         return out
 
-    monkeypatch.setattr(F, "_lmcore", None)
-    monkeypatch.setattr(F, "_lm_numpy", record)
-    fits()
-    monkeypatch.undo()
+    with monkeypatch.context() as m:
+        m.setattr(F, "_lmcore", None)
+        m.setattr(F, "_lm_numpy", record)
+        fits()
     return calls
 
 

@@ -126,3 +126,13 @@ def test_state_round_trips_through_json():
     s2.load_json(s.to_json())
     st = s2.states["t1"]
     assert st.knobs == s.state.knobs and st.history == s.state.history and st.position == 1
+
+
+def test_last_knob_names_the_knob_moved_last():
+    s, _ = new_session()
+    st = s.state
+    assert s.apply(ev("text", "warm")) and st.last_knob() == 0  # not a knob
+    assert s.apply(ev("macro", 3, 0.6)) and st.last_knob() == 3
+    assert s.apply(ev("amount", 0.7)) and st.last_knob() == 0
+    assert s.apply(ev("macro", 2, 0.4)) and st.last_knob() == 2
+    assert s.apply(ev("undo")) and st.last_knob() == 0  # an undo is not a knob
