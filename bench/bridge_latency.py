@@ -10,8 +10,12 @@ Python parsing is not counted):
     rather than the compiled one (bridge/_lmcore.c), given the same phrases afterwards.
   - knob in over OSC (/eqbridge/macro/1)                                    target p99 <= 1 ms
   - knob in over MIDI (CC 7 -> amount, through a private JACK server)       target p99 <= 1 ms
-Before the OSC knob stages, the floor: /eqbridge/ping -> /eqbridge/pong paced like the jumps (one
-wake-up of the daemon and one datagram back), the least any answer costs on this machine.
+Before the OSC knob stages, the floor: /eqbridge/ping -> /eqbridge/pong paced like the jumps, and
+again like the turn (one wake-up of the daemon and one datagram back), the least any answer
+costs on this machine. MIDI's floor is measured on the same events: the bench's own JACK client
+listens to the surface's port beside the daemon, and each answer's share beyond its event's
+floor is printed too. JACK delivers MIDI once a period (--jack-period, 64 frames = 1.33 ms at
+48 kHz by default, as tests/peers.py runs it), so that floor alone can exceed 1 ms.
 The OSC knob stages run again against a second daemon with `knob_answers: refit` (a warm refit per
 move, how knobs were answered before the tangent): the baseline, side by side.
 Knobs are measured twice: as isolated jumps (paced far apart, so each one lands on an idle,
@@ -25,7 +29,8 @@ Then a flood: 10 s at 10 000 messages/s of /eqbridge/macro/1; reports the daemon
 (VmHWM), that it still answers, and that its final state equals the last message sent.
 
     python bench/bridge_latency.py [--events 1000] [--flood-seconds 10] [--rate 10000] [--mapping NAME]
-                                   [--reaper-bundle] [--no-midi] [--only STAGE ...]
+                                   [--reaper-bundle] [--no-midi] [--jack-period N]
+                                   [--only STAGE ...]
 """
 
 from __future__ import annotations
@@ -158,30 +163,29 @@ class Rig:
         arrivals = np.array([m.t_arrival_ns for m in new], dtype=np.int64)
         return (first_flush_end(arrivals) - t0_ns) / 1e6, (int(arrivals.max()) - t0_ns) / 1e6
 
-    def sweep(self, send_move, n: int, period_s: float = SWEEP_PERIOD_S) -> tuple[list[float], int]:
+    def sweep(self, send_move, n: int, period_s: float = SWEEP_PERIOD_S) -> list[tuple[int, float | None]]:
         """Turn a knob: `send_move(i)` n times, one every period_s (longer than the REAPER
-        interval, so the rate limiter never holds a move back). Returns each move's answer latency
-        (ms from its send to the last message of the first flush after it) and how
-        many moves changed no parameter (nothing to send)."""
+        interval, so the rate limiter never holds a move back). Returns, per move, its send time
+        (time.time_ns()) and its answer latency (ms from its send to the last message of the
+        first flush after it), None when it changed no parameter (nothing to send)."""
         n_reaper = len(self.reaper.received)
         sends = []
         t_next = time.perf_counter()
         for i in range(n):
-            while (d := t_next - time.perf_counter()) > 0:
-                time.sleep(min(d, 0.001) if d > 0.0015 else 0)
+            # sleep, never spin: a busy bench would take a core from the daemon and hold the
+            # GIL from its own MIDI-floor callback (pacing is not precise to the microsecond)
+            time.sleep(max(t_next - time.perf_counter(), 0.0))
             sends.append(time.time_ns())
             send_move(i)
             t_next += period_s
         time.sleep(0.2)  # the polish after the last move arrives outside its window
         arrivals = np.array([m.t_arrival_ns for m in self.reaper.received[n_reaper:]], dtype=np.int64)
-        lat, silent = [], 0
+        moves: list[tuple[int, float | None]] = []
         for t0 in sends:
             mine = arrivals[(arrivals >= t0) & (arrivals < t0 + int(period_s * 1e9))]
-            if mine.size:  # the answer is the first flush; a polish may follow inside the window
-                lat.append((first_flush_end(mine) - t0) / 1e6)
-            else:
-                silent += 1
-        return lat, silent
+            # the answer is the first flush; a polish may follow inside the window
+            moves.append((t0, (first_flush_end(mine) - t0) / 1e6 if mine.size else None))
+        return moves
 
     def close(self) -> int:
         self.proc.terminate()
@@ -235,10 +239,86 @@ def osc_knob_stage(rig: Rig, events: int, label: str) -> tuple[str, str]:
     print(knob_errors(rig))
     turn = [build("/eqbridge/macro/1", 0.3 + 0.005 * (i % 80 if (i // 80) % 2 == 0 else 80 - i % 80))
             for i in range(events)]
-    tl, silent = rig.sweep(lambda i: rig.client.sock.sendto(turn[i], rig.dest), events)
+    moves = rig.sweep(lambda i: rig.client.sock.sendto(turn[i], rig.dest), events)
+    tl = [x for _, x in moves if x is not None]
+    silent = len(moves) - len(tl)
     turned = pct(tl) if tl else "no output"
     print(f"{label}OSC knob turned (steps of 0.005 every {SWEEP_PERIOD_S * 1000:.0f} ms) -> answer "
           f"{turned}, {silent} moves changed nothing   target p99 <= 1 ms")
+    return jumps, turned
+
+
+class MidiFloor:
+    """The bench's own JACK client on the surface's port, beside the daemon's: when each CC
+    reaches a Python callback in another process (JACK delivers MIDI once a period; then the
+    client's wake-up), the least a MIDI answer can cost here, measured on the same events."""
+
+    def __init__(self, backend, port_name: str) -> None:
+        self.arrivals: list[int] = []  # time.time_ns() at this client's callback
+        self.port = backend.open_input(port_name, callback=lambda msg: self.arrivals.append(time.time_ns()))
+
+    def after(self, t0_ns: int, window_s: float) -> float | None:
+        """ms from t0 to the first arrival within window_s of it (None: not seen)."""
+        later = [t for t in self.arrivals if t0_ns <= t < t0_ns + int(window_s * 1e9)]
+        return (later[0] - t0_ns) / 1e6 if later else None
+
+    def close(self) -> None:
+        self.port.close()
+
+
+def midi_knob_stage(rig: Rig, events: int) -> tuple[str, str]:
+    """Isolated jumps of CC 7 (-> amount) through JACK, then a turn, each beside the transport's
+    floor on the same event and the daemon's share (answer minus floor, event by event)."""
+    import mido
+    be = mido.Backend(JackServer.BACKEND)
+    surface = be.open_output("eqb-bench-surface", virtual=True)
+    for _ in range(200):
+        if "connected" in (rig.status().get("midi") or ""):
+            break
+        time.sleep(0.05)
+    floor = MidiFloor(be, next(n for n in be.get_input_names() if "eqb-bench-surface" in n))
+    time.sleep(0.2)
+    lat, pol, fl, share = [], [], [], []
+    lost_in_a_row = 0
+    for i in range(events):
+        if lost_in_a_row >= 20:
+            print("MIDI: 20 events in a row lost; stopping")
+            break
+        cc = mido.Message("control_change", control=7, value=20 + (i * 37) % 100)
+        sent: list[int] = []
+        ms = rig.measure(lambda: (sent.append(time.time_ns()), surface.send(cc)), timeout=2.0, quiet=KNOB_QUIET_S)
+        f = floor.after(sent[0], 1.0) if sent else None
+        if ms is None:
+            lost_in_a_row += 1
+            continue
+        lost_in_a_row = 0
+        lat.append(ms[0])
+        pol.append(ms[1])
+        if f is not None:
+            fl.append(f)
+            share.append(ms[0] - f)
+    turn = [mido.Message("control_change", control=7, value=40 + (i % 60 if (i // 60) % 2 == 0 else 60 - i % 60))
+            for i in range(events)]
+    moves = rig.sweep(lambda i: surface.send(turn[i]), events)
+    tfl = [floor.after(t0, SWEEP_PERIOD_S) for t0, _ in moves]
+    tshare = [x - f for (_, x), f in zip(moves, tfl) if x is not None and f is not None]
+    silent = sum(x is None for _, x in moves)
+    floor.close()
+    surface.close()
+    jumps = (pct(lat) if lat else "no output") + f", lost {events - len(lat)}"
+    print(f"MIDI floor (the bench's own JACK client on the same port, same events) {pct(fl) if fl else 'none'}")
+    print(f"MIDI knob -> answer    {jumps}   target p99 <= 1 ms")
+    print(f"   the daemon's share (answer minus floor, per event) {pct(share) if share else 'none'}")
+    if pol:
+        print(f"MIDI knob -> polished  {pct(pol)}")
+    got = [x for _, x in moves if x is not None]
+    turned = pct(got) if got else "no output"
+    seen = [f for f in tfl if f is not None]
+    print(f"MIDI floor during the turn {pct(seen) if seen else 'none'}")
+    print(f"MIDI knob turned (CC steps of 1 every {SWEEP_PERIOD_S * 1000:.0f} ms) -> answer "
+          f"{turned}, {silent} moves lost or changed nothing   target p99 <= 1 ms")
+    print(f"   the daemon's share (answer minus floor, per move) {pct(tshare) if tshare else 'none'}")
+    print(knob_errors(rig))
     return jumps, turned
 
 
@@ -281,6 +361,8 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=10_000)
     ap.add_argument("--mapping", default="reaper-reaeq")
     ap.add_argument("--no-midi", action="store_true")
+    ap.add_argument("--jack-period", type=int, default=64,
+                    help="frames per period of the private JACK server (at 48 kHz; 64 = 1.33 ms)")
     ap.add_argument("--reaper-bundle", action="store_true",
                     help="the REAPER target sends each flush as one OSC bundle (config osc_bundle: true)")
     ap.add_argument("--only", choices=("phrase", "osc", "midi", "flood"), action="append",
@@ -290,7 +372,7 @@ def main() -> int:
     jack = None
     midi_reason = "disabled (--no-midi)"
     if not a.no_midi:
-        jack = JackServer()
+        jack = JackServer(period=a.jack_period)
         midi_reason = jack.start()
         if midi_reason is not None:
             jack = None
@@ -307,6 +389,8 @@ def main() -> int:
         # OSC knob, then the same with a warm refit per move (knob_answers: refit) as the baseline
         if "osc" in stages:
             print(f"floor: ping -> pong, paced as the jumps {wake_floor(rig, a.events)}")
+            print(f"floor: ping -> pong, paced as the turn (every {SWEEP_PERIOD_S * 1000:.0f} ms) "
+                  f"{wake_floor(rig, a.events, SWEEP_PERIOD_S)}")
             results["knob_osc"], results["knob_osc_turn"] = osc_knob_stage(rig, a.events, "")
             base = Rig(a.mapping, None, bundle=a.reaper_bundle, knob_answers="refit")
             try:
@@ -317,40 +401,7 @@ def main() -> int:
                 base.close()
         # MIDI knob
         if jack is not None and "midi" in stages:
-            import mido
-            be = mido.Backend(JackServer.BACKEND)
-            surface = be.open_output("eqb-bench-surface", virtual=True)
-            for _ in range(200):
-                if "connected" in (rig.status().get("midi") or ""):
-                    break
-                time.sleep(0.05)
-            lat, pol = [], []
-            lost_in_a_row = 0
-            for i in range(a.events):
-                if lost_in_a_row >= 20:
-                    print(f"MIDI: 20 events in a row lost (jackd alive: {jack.proc.poll() is None}); stopping")
-                    break
-                cc = mido.Message("control_change", control=7, value=20 + (i * 37) % 100)
-                ms = rig.measure(lambda: surface.send(cc),
-                                 timeout=2.0, quiet=KNOB_QUIET_S)
-                if ms is not None:
-                    lat.append(ms[0])
-                    pol.append(ms[1])
-                    lost_in_a_row = 0
-                else:
-                    lost_in_a_row += 1
-            turn = [mido.Message("control_change", control=7, value=40 + (i % 60 if (i // 60) % 2 == 0 else 60 - i % 60))
-                    for i in range(a.events)]
-            tl, silent = rig.sweep(lambda i: surface.send(turn[i]), a.events)
-            results["knob_midi_turn"] = pct(tl) if tl else "no output"
-            print(f"MIDI knob turned (CC steps of 1 every {SWEEP_PERIOD_S * 1000:.0f} ms) -> answer "
-                  f"{results['knob_midi_turn']}, {silent} moves lost or changed nothing   target p99 <= 1 ms")
-            surface.close()
-            results["knob_midi"] = (pct(lat) if lat else "no output") + f", lost {a.events - len(lat)}"
-            print(f"MIDI knob -> answer    {results['knob_midi']}   target p99 <= 1 ms")
-            if pol:
-                print(f"MIDI knob -> polished  {pct(pol)}")
-            print(knob_errors(rig))
+            results["knob_midi"], results["knob_midi_turn"] = midi_knob_stage(rig, a.events)
         else:
             print(f"MIDI knob: skipped ({midi_reason})")
         if "flood" not in stages:

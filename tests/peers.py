@@ -239,16 +239,18 @@ class AbletonPeer(UdpPeer):
 class JackServer:
     """A private JACK server with the dummy driver, for real MIDI between mido ports (UNIX_JACK).
 
-    `JACK_NO_AUDIO_RESERVATION=1 jackd --no-realtime -n NAME -d dummy -r 48000 -p 64`; clients in
-    this process find it through JACK_DEFAULT_SERVER. `start()` returns None with the reason when
+    `JACK_NO_AUDIO_RESERVATION=1 jackd --no-realtime -n NAME -d dummy -r 48000 -p PERIOD` (64
+    frames unless asked: 1.33 ms, and JACK delivers MIDI once a period); clients in this process
+    find it through JACK_DEFAULT_SERVER. `start()` returns None with the reason when
     no server can start (no jackd, no shared memory, ...), so tests can skip with it.
     """
 
     BACKEND = "mido.backends.rtmidi/UNIX_JACK"
 
-    def __init__(self) -> None:
+    def __init__(self, period: int = 64) -> None:
         import os
         self.name = f"eqbridge-test-{os.getpid()}"
+        self.period = int(period)
         self.proc = None
         self.log = ""
 
@@ -271,7 +273,7 @@ class JackServer:
         env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
         self._logf = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([jackd, "--no-realtime", "-n", self.name, "-d", "dummy", "-r", "48000",
-                                      "-p", "64"], env=env, stdout=self._logf, stderr=subprocess.STDOUT)
+                                      "-p", str(self.period)], env=env, stdout=self._logf, stderr=subprocess.STDOUT)
         os.environ["JACK_DEFAULT_SERVER"] = self.name
         os.environ["JACK_NO_START_SERVER"] = "1"
         be = mido.Backend(self.BACKEND)
