@@ -13,7 +13,7 @@ Python parsing is not counted):
 Before the OSC knob stages, the floor: /eqbridge/ping -> /eqbridge/pong paced like the jumps, and
 again like the turn (one wake-up of the daemon and one datagram back), the least any answer
 costs on this machine. MIDI's floor is measured on the same events: the bench's own JACK client
-listens to the surface's port beside the daemon, and each answer's share beyond its event's
+listens to the surface's port beside the daemon (in a quiet process of its own), and each answer's share beyond its event's
 floor is printed too. JACK delivers MIDI once a period (--jack-period, 64 frames = 1.33 ms at
 48 kHz by default, as tests/peers.py runs it), so that floor alone can exceed 1 ms.
 The OSC knob stages run again against a second daemon with `knob_answers: refit` (a warm refit per
@@ -249,21 +249,42 @@ def osc_knob_stage(rig: Rig, events: int, label: str) -> tuple[str, str]:
 
 
 class MidiFloor:
-    """The bench's own JACK client on the surface's port, beside the daemon's: when each CC
-    reaches a Python callback in another process (JACK delivers MIDI once a period; then the
-    client's wake-up), the least a MIDI answer can cost here, measured on the same events."""
+    """A JACK client of the bench's own on the surface's port, beside the daemon's, in a quiet
+    process of its own (in the bench's process its callback would wait for the bench's GIL): when
+    each CC reaches a Python callback in another process (JACK delivers MIDI once a period; then
+    that client's wake-up), the least a MIDI answer can cost here, measured on the same events."""
 
-    def __init__(self, backend, port_name: str) -> None:
-        self.arrivals: list[int] = []  # time.time_ns() at this client's callback
-        self.port = backend.open_input(port_name, callback=lambda msg: self.arrivals.append(time.time_ns()))
+    def __init__(self, port_substring: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, "--midi-floor-client", port_substring],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise SystemExit("the MIDI floor client did not start")
+        self.arrivals: list[int] = []
+
+    def collect(self) -> None:
+        """Stop the client and read when each message reached it (time.time_ns())."""
+        out, _ = self.proc.communicate(timeout=30)
+        self.arrivals = json.loads(out)
 
     def after(self, t0_ns: int, window_s: float) -> float | None:
         """ms from t0 to the first arrival within window_s of it (None: not seen)."""
         later = [t for t in self.arrivals if t0_ns <= t < t0_ns + int(window_s * 1e9)]
         return (later[0] - t0_ns) / 1e6 if later else None
 
-    def close(self) -> None:
-        self.port.close()
+
+def midi_floor_client(port_substring: str) -> int:
+    """The MidiFloor process: listen to the matching port, stamp each message, and print the
+    stamps (JSON) once stdin closes."""
+    import mido
+    be = mido.Backend(JackServer.BACKEND)
+    arrivals: list[int] = []
+    port = be.open_input(next(n for n in be.get_input_names() if port_substring in n),
+                         callback=lambda msg: arrivals.append(time.time_ns()))
+    print("ready", flush=True)
+    sys.stdin.read()
+    port.close()
+    print(json.dumps(arrivals), flush=True)
+    return 0
 
 
 def midi_knob_stage(rig: Rig, events: int) -> tuple[str, str]:
@@ -276,9 +297,9 @@ def midi_knob_stage(rig: Rig, events: int) -> tuple[str, str]:
         if "connected" in (rig.status().get("midi") or ""):
             break
         time.sleep(0.05)
-    floor = MidiFloor(be, next(n for n in be.get_input_names() if "eqb-bench-surface" in n))
+    floor = MidiFloor("eqb-bench-surface")
     time.sleep(0.2)
-    lat, pol, fl, share = [], [], [], []
+    jumps: list[tuple[int, tuple[float, float] | None]] = []  # (send time, measure()) per event
     lost_in_a_row = 0
     for i in range(events):
         if lost_in_a_row >= 20:
@@ -287,27 +308,24 @@ def midi_knob_stage(rig: Rig, events: int) -> tuple[str, str]:
         cc = mido.Message("control_change", control=7, value=20 + (i * 37) % 100)
         sent: list[int] = []
         ms = rig.measure(lambda: (sent.append(time.time_ns()), surface.send(cc)), timeout=2.0, quiet=KNOB_QUIET_S)
-        f = floor.after(sent[0], 1.0) if sent else None
-        if ms is None:
-            lost_in_a_row += 1
-            continue
-        lost_in_a_row = 0
-        lat.append(ms[0])
-        pol.append(ms[1])
-        if f is not None:
-            fl.append(f)
-            share.append(ms[0] - f)
+        jumps.append((sent[0], ms))
+        lost_in_a_row = 0 if ms is not None else lost_in_a_row + 1
     turn = [mido.Message("control_change", control=7, value=40 + (i % 60 if (i // 60) % 2 == 0 else 60 - i % 60))
             for i in range(events)]
     moves = rig.sweep(lambda i: surface.send(turn[i]), events)
+    surface.close()
+    floor.collect()
+    lat = [ms[0] for _, ms in jumps if ms is not None]
+    pol = [ms[1] for _, ms in jumps if ms is not None]
+    fl = [floor.after(t0, 0.05) for t0, _ in jumps]
+    share = [ms[0] - f for (_, ms), f in zip(jumps, fl) if ms is not None and f is not None]
+    fl = [f for f in fl if f is not None]
     tfl = [floor.after(t0, SWEEP_PERIOD_S) for t0, _ in moves]
     tshare = [x - f for (_, x), f in zip(moves, tfl) if x is not None and f is not None]
     silent = sum(x is None for _, x in moves)
-    floor.close()
-    surface.close()
-    jumps = (pct(lat) if lat else "no output") + f", lost {events - len(lat)}"
-    print(f"MIDI floor (the bench's own JACK client on the same port, same events) {pct(fl) if fl else 'none'}")
-    print(f"MIDI knob -> answer    {jumps}   target p99 <= 1 ms")
+    jumps_s = (pct(lat) if lat else "no output") + f", lost {events - len(lat)}"
+    print(f"MIDI floor (a separate JACK client in a process of its own, on the same port, same events) {pct(fl) if fl else 'none'}")
+    print(f"MIDI knob -> answer    {jumps_s}   target p99 <= 1 ms")
     print(f"   the daemon's share (answer minus floor, per event) {pct(share) if share else 'none'}")
     if pol:
         print(f"MIDI knob -> polished  {pct(pol)}")
@@ -319,7 +337,7 @@ def midi_knob_stage(rig: Rig, events: int) -> tuple[str, str]:
           f"{turned}, {silent} moves lost or changed nothing   target p99 <= 1 ms")
     print(f"   the daemon's share (answer minus floor, per move) {pct(tshare) if tshare else 'none'}")
     print(knob_errors(rig))
-    return jumps, turned
+    return jumps_s, turned
 
 
 def phrase_stage(rig: Rig, a: argparse.Namespace) -> str:
@@ -367,7 +385,10 @@ def main() -> int:
                     help="the REAPER target sends each flush as one OSC bundle (config osc_bundle: true)")
     ap.add_argument("--only", choices=("phrase", "osc", "midi", "flood"), action="append",
                     help="run only these stages (repeatable)")
+    ap.add_argument("--midi-floor-client", metavar="PORT", help=argparse.SUPPRESS)  # MidiFloor's process
     a = ap.parse_args()
+    if a.midi_floor_client:
+        return midi_floor_client(a.midi_floor_client)
 
     jack = None
     midi_reason = "disabled (--no-midi)"
