@@ -12,10 +12,11 @@ Python parsing is not counted):
   - knob in over MIDI (CC 7 -> amount, through a private JACK server)       target p99 <= 1 ms
 Before the OSC knob stages, the floor: /eqbridge/ping -> /eqbridge/pong paced like the jumps, and
 again like the turn (one wake-up of the daemon and one datagram back), the least any answer
-costs on this machine. MIDI's floor is measured on the same events: the bench's own JACK client
-listens to the surface's port beside the daemon (in a quiet process of its own), and each answer's share beyond its event's
-floor is printed too. JACK delivers MIDI once a period (--jack-period, 64 frames = 1.33 ms at
-48 kHz by default, as tests/peers.py runs it), so that floor alone can exceed 1 ms.
+costs on this machine. MIDI's floor is measured on the same events: a JACK client of the
+bench's, in a quiet process of its own, listens to the surface's port beside the daemon, and each
+answer's share beyond its event's floor is printed too. JACK delivers MIDI once a period
+(--jack-period, 64 frames = 1.33 ms at 48 kHz by default, as tests/peers.py runs it), so that
+floor alone can exceed 1 ms.
 The OSC knob stages run again against a second daemon with `knob_answers: refit` (a warm refit per
 move, how knobs were answered before the tangent): the baseline, side by side.
 Knobs are measured twice: as isolated jumps (paced far apart, so each one lands on an idle,

@@ -69,7 +69,9 @@ try:  # the same loop compiled (bridge/_lmcore.c, built at install when a C comp
     from bridge import _lmcore
 except ImportError:  # pragma: no cover - depends on the build
     _lmcore = None
-if os.environ.get("EQBRIDGE_FIT_BACKEND", "").lower() == "numpy":  # benchmarks' baseline, tests
+# EQBRIDGE_FIT_BACKEND=numpy: the whole process fits with `baseline_solvers()` (benchmarks' baseline)
+_BASELINE_ENV = os.environ.get("EQBRIDGE_FIT_BACKEND", "").lower() == "numpy"
+if _BASELINE_ENV:
     _lmcore = None
 _PENALTIES = (CANCEL_PULL, CANCEL_WIDTH, _CANCEL_REACH, CROSS_PULL, CROSS_MARGIN)
 
@@ -567,13 +569,14 @@ def fit_backend() -> str:
     return "numpy" if _lmcore is None else "c"
 
 
-_OWN_BVLS = True  # graphic EQs: bounded_lstsq (False: scipy's lsq_linear, the baseline)
+_OWN_BVLS = not _BASELINE_ENV  # graphic EQs: bounded_lstsq (False: scipy's lsq_linear, the baseline)
 
 
 @contextmanager
 def baseline_solvers() -> Iterator[None]:
     """Fits inside this block use the solvers eqbridge had before its own: the numpy LM loop and
-    scipy's BVLS for graphic EQs (benchmarks' baseline; not thread-safe)."""
+    scipy's BVLS for graphic EQs (benchmarks' baseline; not thread-safe). EQBRIDGE_FIT_BACKEND=numpy
+    selects the same for a whole process (a daemon run as a baseline)."""
     global _lmcore, _OWN_BVLS
     saved, (_lmcore, _OWN_BVLS) = (_lmcore, _OWN_BVLS), (None, False)
     try:

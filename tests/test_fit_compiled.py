@@ -2,6 +2,8 @@
 
 import os
 import shutil
+import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,6 +30,20 @@ def test_the_core_is_built_where_a_compiler_is():
     assert CORE is not None, "a C compiler and Python's headers are here, but bridge._lmcore did not build " \
                              "(pip install -v -e . shows why)"
     assert F.fit_backend() == "c"
+
+
+def test_the_baseline_env_selects_both_baseline_solvers():
+    """EQBRIDGE_FIT_BACKEND=numpy gives a process what baseline_solvers() gives a block: the
+    numpy loop and scipy's BVLS; without it, our own BVLS."""
+    probe = "import bridge.fit as F; print(F.fit_backend(), F._OWN_BVLS)"
+    env = {k: v for k, v in os.environ.items() if k != "EQBRIDGE_FIT_BACKEND"}
+    base = subprocess.run([sys.executable, "-c", probe], env=dict(env, EQBRIDGE_FIT_BACKEND="numpy"),
+                          capture_output=True, text=True, check=True)
+    assert base.stdout.split() == ["numpy", "False"]
+    own = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert own.stdout.split()[1] == "True"
+    with F.baseline_solvers():
+        assert (F.fit_backend(), F._OWN_BVLS) == ("numpy", False)
 
 
 def _recorded_calls(monkeypatch, fits) -> list:
