@@ -51,7 +51,8 @@ from bridge.errors import EqBridgeError
 from bridge.daemon_profile import ProfileLink
 from bridge.osc_in import PREFIX, OscServer, build_addresses, build_message
 from bridge.model.curve import DEFAULT_AMOUNT, MAX_GAIN_DB
-from bridge.session import CONTINUOUS, Event, PhraseCurves, Session, SessionError, coalesce, macros_for
+from bridge.session import (CONTINUOUS, Event, PhraseCurves, Session, SessionError, SessionSnapshot, coalesce,
+                            macros_for)
 from bridge.targets.base import OutputTarget
 
 log = logging.getLogger("eqbridge.daemon")
@@ -404,13 +405,13 @@ class Daemon:
 
     def _save_if_due(self) -> None:
         """Save the state at most SAVE_DEBOUNCE_S after the first unsaved change (engine thread).
-        The snapshot is taken under the engine lock, the file written outside it: a knob moved
-        meanwhile is not held up by the disk."""
+        The snapshot (pointer copies) is taken under the engine lock; it is serialised and written
+        outside it, so a phrase or knob move meanwhile is held up by neither the JSON nor the disk."""
         with self._engine_lock:
             if self._dirty_at is None or time.monotonic() - self._dirty_at < SAVE_DEBOUNCE_S:
                 return
             self._dirty_at = None
-            snapshot = self._state_snapshot()
+            snapshot = self.session.snapshot()
         self._write_state(snapshot)
 
     def process(self, batch: list[Event], sent: _SentFirst | None = None) -> None:
@@ -800,21 +801,20 @@ class Daemon:
             self.session.load_json(data)
 
     def _save_state(self) -> None:
-        self._write_state(self._state_snapshot())
+        self._write_state(self.session.snapshot())
 
-    def _state_snapshot(self) -> str | None:
-        return json.dumps(self.session.to_json()) if self.persist else None
-
-    def _write_state(self, snapshot: str | None) -> None:
-        """Temp file + os.replace: a crash leaves the old file or the new one, never half of one."""
-        if snapshot is None:
+    def _write_state(self, snapshot: SessionSnapshot) -> None:
+        """Serialise and write (temp file + os.replace: a crash leaves the old file or the new
+        one, never half of one)."""
+        if not self.persist:
             return
+        text = json.dumps(snapshot.to_json())
         p = self._state_path()
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".state-", dir=p.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(snapshot)
+                f.write(text)
             os.replace(tmp, p)
         except OSError as exc:
             log.warning("could not save state to %s: %s", p, exc)

@@ -277,15 +277,27 @@ class TargetState:
         self.last_control = None
         return True
 
-    def to_json(self) -> dict:
-        return {"history": [k.to_json() for k in self.history], "position": self.position,
-                "bypass": self.bypass}
-
     @staticmethod
     def from_json(d: dict) -> "TargetState":
         hist = [Knobs.from_json(k) for k in d.get("history", [])][-HISTORY_LIMIT:] or [Knobs()]
         pos = min(max(int(d.get("position", len(hist) - 1)), 0), len(hist) - 1)
         return TargetState(knobs=hist[pos], history=hist, position=pos, bypass=bool(d.get("bypass")))
+
+
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """What is saved of a session (`Session.snapshot`): the active key and each target's history,
+    position and bypass. Taking one copies pointers only (Knobs are immutable), so the daemon takes
+    it under its engine lock and serialises it outside, where no input waits on it."""
+
+    active: str | None
+    targets: tuple[tuple[str, tuple[Knobs, ...], int, bool], ...]
+
+    def to_json(self) -> dict:
+        """The saved form (`Session.load_json` / `TargetState.from_json` read it)."""
+        return {"active": self.active,
+                "targets": {key: {"history": [k.to_json() for k in hist], "position": pos, "bypass": bypass}
+                            for key, hist, pos, bypass in self.targets}}
 
 
 class SessionError(ValueError):
@@ -414,8 +426,12 @@ class Session:
             base = np.clip(self.macros.apply(base, turned), -limit, limit)
         return base
 
+    def snapshot(self) -> SessionSnapshot:
+        return SessionSnapshot(self.active, tuple((key, tuple(st.history), st.position, st.bypass)
+                                                  for key, st in self.states.items()))
+
     def to_json(self) -> dict:
-        return {"active": self.active, "targets": {k: s.to_json() for k, s in self.states.items()}}
+        return self.snapshot().to_json()
 
     def load_json(self, d: dict) -> None:
         for key, sd in (d.get("targets") or {}).items():

@@ -128,6 +128,23 @@ def test_state_round_trips_through_json():
     assert st.knobs == s.state.knobs and st.history == s.state.history and st.position == 1
 
 
+
+def test_a_snapshot_is_unchanged_by_later_events():
+    """The daemon serialises a snapshot outside its engine lock, while events go on changing the
+    session: what it writes must be the session as it was when the snapshot was taken."""
+    s, _ = new_session()
+    s.apply(ev("text", "warm"))
+    s.apply(ev("macro", 1, 0.7))
+    snap = s.snapshot()
+    before = s.to_json()
+    s.apply(ev("undo"))
+    s.apply(ev("text", "bright"))
+    s.apply(ev("bypass", 1))
+    for i in range(HISTORY_LIMIT + 5):  # the history is cut at its front meanwhile
+        s.apply(ev("amount", (i % 100) / 100))
+    assert s.to_json() != before
+    assert snap.to_json() == before
+
 def test_last_knob_names_the_knob_moved_last():
     s, _ = new_session()
     st = s.state
