@@ -25,7 +25,8 @@ A knob is answered from the fit's tangent, then polished by a warm refit once th
 (bridge.daemon.SETTLE_AFTER_S): the answer is the first flush of parameter messages, "polished"
 the last; both are reported, with the ERB-weighted RMS error of each against the target.
 Events are paced (the next is sent after the previous one's output, polish included, has arrived
-and the REAPER target's interval has passed), so the rate limiter never delays a measured event.
+and the REAPER target's interval has passed), so the rate limiter never delays a measured event;
+in a turn, a polish between two moves does not either (a polish is sent as background).
 Then a flood: 10 s at 10 000 messages/s of /eqbridge/macro/1; reports the daemon's peak RSS
 (VmHWM), that it still answers, and that its final state equals the last message sent.
 

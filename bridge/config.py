@@ -17,7 +17,7 @@ targets:                   # the first is active at start; /eqbridge/target NAME
     track: 2
     fx: 1
     mapping: reaper-reaeq
-    min_interval_ms: 10
+    min_interval_ms: 10    # answers at most once per interval; a polish yields to them (bridge/targets/base.py)
     reaper_units: normalized   # or real: ReaEQ's /track/T/fxeq/... addresses in Hz / dB / octaves
     osc_bundle: false      # true: each flush as one OSC bundle datagram (see bridge/targets/reaper.py)
   - name: live

@@ -547,7 +547,9 @@ class Daemon:
             raise SessionError(f"cannot answer phrases: {self.model_error or 'no model'}")
         self.curves.check(phrase)
 
-    def render(self) -> None:
+    def render(self, *, polish: bool = False) -> None:
+        """Curve, fit and send for the current knobs. `polish`: a refit of an answer already sent
+        (its values go out as background, never holding back the next answer)."""
         st = self.session.state
         curve = self.session.target_curve(self.curves)
         st.curve = curve
@@ -562,7 +564,7 @@ class Daemon:
         fit = self.fit_curve(curve, act.mapping, previous=previous)
         st.fit, st.fit_phrase = fit, st.knobs.phrase
         self.last_fit_error = float(getattr(fit, "rms_error_db", float("nan")))
-        self.last_params, self.last_bands = self._submit_bands(fit.bands), tuple(fit.bands)
+        self.last_params, self.last_bands = self._submit_bands(fit.bands, background=polish), tuple(fit.bands)
         self._tangent, self._settle_at = None, None
         self._tangent_wanted = self.fit_tangent is not None
         self._last_answer_at = time.monotonic()
@@ -589,13 +591,13 @@ class Daemon:
             bands = tan.tangent.settings(theta)
         return bands, max(map(abs, theta))
 
-    def _submit_bands(self, bands: tuple) -> list:
+    def _submit_bands(self, bands: tuple, *, background: bool = False) -> list:
         """Host values of `bands` for the active mapping, handed to its target (sent at once
-        when the target is idle)."""
+        when the target is idle; `background`: a polish, OutputTarget.submit)."""
         act = self.active
         params = list(act.mapping.host_params(bands))
         if act.output is not None:
-            act.output.submit(params)
+            act.output.submit(params, background=background)
         return params
 
     def _answer_from_tangent(self) -> bool:
@@ -622,7 +624,7 @@ class Daemon:
         self._settle_at = None
         st = self.session.state
         sent = st.fit if isinstance(st.fit, tuple) else None
-        self.render()
+        self.render(polish=True)
         act = self.active
         if sent is not None and self.score_settings is not None and act is not None and st.curve is not None:
             answered = self.score_settings(st.curve, act.mapping, sent)

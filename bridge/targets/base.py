@@ -4,6 +4,11 @@ The engine thread calls `submit(params)`; it never blocks on I/O. A sender threa
 wakes up, waits until `min_interval` has passed since its last flush, takes everything pending
 (latest value per parameter key), drops what equals the last value sent, and calls `_send`.
 An isolated change is sent at once; a burst of changes is sent at most once per interval.
+
+A background submit (the daemon's polish: a refinement of values already answered) yields to
+the hand: it waits its interval after any flush, while an answer waits only for the previous
+answer. So a polish never holds back the next knob move, and the target still gets at most one
+answer flush and one polish flush per interval.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ class OutputTarget:
         self._cond = threading.Condition()
         self._pending: dict[Hashable, tuple[HostParam, Any]] = {}
         self._last_sent: dict[Hashable, Any] = {}
-        self._last_flush = -1e9
+        self._last_flush = -1e9  # monotonic time of the last flush of any kind (or of a back-off)
+        self._last_answer = -1e9  # ... of the last flush that carried an answer (not background)
+        self._pending_answer = False  # what is pending includes an answer
         self._stop = False
         self._paused = False
         self._thread: threading.Thread | None = None
@@ -62,8 +69,9 @@ class OutputTarget:
         return self.name
 
     # ---- engine side
-    def submit(self, params: Sequence[HostParam]) -> int:
-        """Queue the values; returns how many differ from what is sent or pending."""
+    def submit(self, params: Sequence[HostParam], *, background: bool = False) -> int:
+        """Queue the values; returns how many differ from what is sent or pending. `background`:
+        a refinement that yields to answers (module docstring)."""
         n = 0
         with self._cond:
             for p in params:
@@ -80,13 +88,12 @@ class OutputTarget:
                     n += 1
             if not n:
                 return 0
+            self._pending_answer |= not background
             now = time.monotonic()
             if (self.inline and not self._paused and self._thread is not None
-                    and now - self._last_flush >= self.min_interval and self._send_lock.acquire(blocking=False)):
-                batch = [(p, v) for key, (p, v) in self._pending.items()
-                         if self._last_sent.get(key, _MISSING) != v]
-                self._pending = {}
-                self._last_flush = now
+                    and now - self._interval_from() >= self.min_interval
+                    and self._send_lock.acquire(blocking=False)):
+                batch = self._take_pending(now)
             else:
                 self._cond.notify()
                 return n
@@ -95,6 +102,23 @@ class OutputTarget:
         finally:
             self._send_lock.release()
         return n
+
+    def _interval_from(self) -> float:
+        """When the interval that pending values wait out began (under _cond): the last answer
+        flush if an answer is pending, else the last flush of any kind."""
+        return self._last_answer if self._pending_answer else self._last_flush
+
+    def _take_pending(self, now: float) -> list[tuple[HostParam, Any]]:
+        """The pending values that differ from what was sent, as one batch flushed at `now`
+        (under _cond)."""
+        batch = [(p, v) for key, (p, v) in self._pending.items() if self._last_sent.get(key, _MISSING) != v]
+        self._pending = {}
+        if batch:
+            self._last_flush = now
+            if self._pending_answer:
+                self._last_answer = now
+        self._pending_answer = False
+        return batch
 
     def forget(self) -> None:
         """Forget what was sent (the host may have changed under us): next submit sends all."""
@@ -142,7 +166,7 @@ class OutputTarget:
             with self._cond:
                 while not self._stop:
                     if self._pending and not self._paused:
-                        wait = self._last_flush + self.min_interval - time.monotonic()
+                        wait = self._interval_from() + self.min_interval - time.monotonic()
                         if wait <= 0:
                             break
                         self._cond.wait(wait)
@@ -153,11 +177,7 @@ class OutputTarget:
             # send lock first, then take the batch: an inline flush can never overtake an older batch
             with self._send_lock:
                 with self._cond:
-                    batch = [(p, v) for key, (p, v) in self._pending.items()
-                             if self._last_sent.get(key, _MISSING) != v]
-                    self._pending = {}
-                    if batch:
-                        self._last_flush = time.monotonic()
+                    batch = self._take_pending(time.monotonic())
                 self._flush(batch)
 
     def _flush(self, batch: list[tuple[HostParam, Any]]) -> None:
@@ -177,7 +197,8 @@ class OutputTarget:
             with self._cond:
                 for p, v in batch:
                     self._pending.setdefault(p.key, (p, v))
-                self._last_flush = time.monotonic() + max(0.5 - self.min_interval, 0.0)  # back off
+                self._pending_answer = True  # retried as an answer: the back-off holds both kinds
+                self._last_flush = self._last_answer = time.monotonic() + max(0.5 - self.min_interval, 0.0)
 
 
 class _Missing:
