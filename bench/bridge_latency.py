@@ -2,9 +2,9 @@
 
 Runs `eqbridge serve` as its own process against the stand-in REAPER peer (tests/peers.py) and
 measures, from the moment a message is handed to the kernel (built beforehand: building it is
-the sender's time, not the daemon's) to the moment the last parameter message of the daemon's answer to it arrives at
-the stand-in REAPER's socket (the kernel's SO_TIMESTAMPNS arrival stamp, so the peer's own
-Python parsing is not counted):
+the sender's time, not the daemon's) to the moment the last parameter message of the daemon's
+answer to it arrives at the stand-in REAPER's socket (the kernel's SO_TIMESTAMPNS arrival stamp,
+so the peer's own Python parsing is not counted):
   - phrase in  (/eqbridge/text, distinct phrases, so neither cache helps)   target p99 <= 5 ms
     Its baseline: a second daemon whose fitter runs its numpy loop (EQBRIDGE_FIT_BACKEND=numpy)
     rather than the compiled one (bridge/_lmcore.c), given the same phrases afterwards.
@@ -38,6 +38,7 @@ Then a flood: 10 s at 10 000 messages/s of /eqbridge/macro/1; reports the daemon
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import subprocess
@@ -197,6 +198,18 @@ class Rig:
         return self.proc.returncode
 
 
+def answered(moves: list[tuple[int, float | None]]) -> tuple[list[float], int]:
+    """A sweep's answer latencies, and how many moves had none (`Rig.sweep`)."""
+    lat = [x for _, x in moves if x is not None]
+    return lat, len(moves) - len(lat)
+
+
+def floor_and_share(answers: list[float | None], floors: list[float | None]) -> tuple[list[float], list[float]]:
+    """Per event: the floors seen, and answer minus floor where the event has both (ms)."""
+    return ([f for f in floors if f is not None],
+            [x - f for x, f in zip(answers, floors) if x is not None and f is not None])
+
+
 def knob_errors(rig: Rig) -> str:
     e = rig.status()["knob_answers"]
     err = e.get("rms_error_db") or {}
@@ -241,9 +254,7 @@ def osc_knob_stage(rig: Rig, events: int, label: str) -> tuple[str, str]:
     print(knob_errors(rig))
     turn = [build("/eqbridge/macro/1", 0.3 + 0.005 * (i % 80 if (i // 80) % 2 == 0 else 80 - i % 80))
             for i in range(events)]
-    moves = rig.sweep(lambda i: rig.client.sock.sendto(turn[i], rig.dest), events)
-    tl = [x for _, x in moves if x is not None]
-    silent = len(moves) - len(tl)
+    tl, silent = answered(rig.sweep(lambda i: rig.client.sock.sendto(turn[i], rig.dest), events))
     turned = pct(tl) if tl else "no output"
     print(f"{label}OSC knob turned (steps of 0.005 every {SWEEP_PERIOD_S * 1000:.0f} ms) -> answer "
           f"{turned}, {silent} moves changed nothing   target p99 <= 1 ms")
@@ -270,8 +281,10 @@ class MidiFloor:
 
     def after(self, t0_ns: int, window_s: float) -> float | None:
         """ms from t0 to the first arrival within window_s of it (None: not seen)."""
-        later = [t for t in self.arrivals if t0_ns <= t < t0_ns + int(window_s * 1e9)]
-        return (later[0] - t0_ns) / 1e6 if later else None
+        i = bisect.bisect_left(self.arrivals, t0_ns)  # stamped in order of arrival
+        if i == len(self.arrivals) or self.arrivals[i] >= t0_ns + int(window_s * 1e9):
+            return None
+        return (self.arrivals[i] - t0_ns) / 1e6
 
 
 def midi_floor_client(port_substring: str) -> int:
@@ -319,22 +332,18 @@ def midi_knob_stage(rig: Rig, events: int) -> tuple[str, str]:
     floor.collect()
     lat = [ms[0] for _, ms in jumps if ms is not None]
     pol = [ms[1] for _, ms in jumps if ms is not None]
-    fl = [floor.after(t0, 0.05) for t0, _ in jumps]
-    share = [ms[0] - f for (_, ms), f in zip(jumps, fl) if ms is not None and f is not None]
-    fl = [f for f in fl if f is not None]
-    tfl = [floor.after(t0, SWEEP_PERIOD_S) for t0, _ in moves]
-    tshare = [x - f for (_, x), f in zip(moves, tfl) if x is not None and f is not None]
-    silent = sum(x is None for _, x in moves)
+    fl, share = floor_and_share([ms and ms[0] for _, ms in jumps], [floor.after(t0, 0.05) for t0, _ in jumps])
+    tfl, tshare = floor_and_share([x for _, x in moves], [floor.after(t0, SWEEP_PERIOD_S) for t0, _ in moves])
+    got, silent = answered(moves)
     jumps_s = (pct(lat) if lat else "no output") + f", lost {events - len(lat)}"
-    print(f"MIDI floor (a separate JACK client in a process of its own, on the same port, same events) {pct(fl) if fl else 'none'}")
+    turned = pct(got) if got else "no output"
+    print(f"MIDI floor (a separate JACK client in a process of its own, on the same port, same events) "
+          f"{pct(fl) if fl else 'none'}")
     print(f"MIDI knob -> answer    {jumps_s}   target p99 <= 1 ms")
     print(f"   the daemon's share (answer minus floor, per event) {pct(share) if share else 'none'}")
     if pol:
         print(f"MIDI knob -> polished  {pct(pol)}")
-    got = [x for _, x in moves if x is not None]
-    turned = pct(got) if got else "no output"
-    seen = [f for f in tfl if f is not None]
-    print(f"MIDI floor during the turn {pct(seen) if seen else 'none'}")
+    print(f"MIDI floor during the turn {pct(tfl) if tfl else 'none'}")
     print(f"MIDI knob turned (CC steps of 1 every {SWEEP_PERIOD_S * 1000:.0f} ms) -> answer "
           f"{turned}, {silent} moves lost or changed nothing   target p99 <= 1 ms")
     print(f"   the daemon's share (answer minus floor, per move) {pct(tshare) if tshare else 'none'}")

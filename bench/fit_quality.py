@@ -144,8 +144,7 @@ def mapping_rows(curves: list[np.ndarray]) -> list[str]:
             c, d = errors(fit.bands, target, fs)
             ec.append(c)
             ed.append(d)
-        row = summarise(name, ec, ed, tt)
-        out.append(f"{name:<22} {len(m.bands):>5}" + row[31:]
+        out.append(f"{name:<22} {len(m.bands):>5}" + summarise(ec, ed, tt)
                    + f"   {np.median(tn):>16.2f} / {np.percentile(tn, 99):.2f}")
     return out
 
@@ -216,9 +215,10 @@ def autoeq_fitter():
     return run, ""
 
 
-def summarise(name, errs_c, errs_d, times_ms) -> str:
+def summarise(errs_c, errs_d, times_ms) -> str:
+    """The error and time columns of one row (the caller puts its name in front)."""
     c, d, t = np.array(errs_c), np.array(errs_d), np.array(times_ms)
-    return (f"{name:<31} {np.median(c):8.3f} {np.percentile(c, 95):8.3f} {np.median(d):8.3f} "
+    return (f" {np.median(c):8.3f} {np.percentile(c, 95):8.3f} {np.median(d):8.3f} "
             f"{np.percentile(d, 95):8.3f} {np.median(t):9.2f} {np.percentile(t, 99):9.2f}")
 
 
@@ -268,7 +268,7 @@ def main(argv=None) -> int:
           f"{'med ms':>9} {'p99 ms':>9}")
     for key, (c, d, t) in rows.items():
         if c:
-            print(summarise(key, c, d, t))
+            print(f"{key:<31}" + summarise(c, d, t))
     if ae is None:
         print(ae_note)
     cold_c, _, cold_t = rows["ours, cold"]

@@ -15,8 +15,8 @@ engine is idle), which costs microseconds instead of a refit; once the knobs res
 SETTLE_AFTER_S a warm refit polishes the answer and sends whatever it changed. A lone OSC knob
 move or phrase (nothing queued, the engine idle, no further datagram waiting) is answered on the
 OSC thread itself, under the engine lock, without waking the engine thread. Bursts still go
-through the queue, where they are coalesced. (MIDI callbacks may run on JACK's process
-thread, so MIDI always queues.) A lone knob move, on either thread, is sent first (`_send_knob_first`:
+through the queue, where they are coalesced. (MIDI callbacks may run on JACK's process thread,
+so MIDI always queues.) A lone knob move, on either thread, is sent first (`_send_knob_first`:
 the tangent's line for that knob, host values, the target) and the session, the exact curve and
 the feedback are brought up to date after it. What the daemon loaded at start is frozen out of
 the garbage collector's sight (`gc.freeze`), so a full collection inside an answer costs

@@ -1008,8 +1008,8 @@ def bounded_lstsq(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     """argmin |a x - b|^2 subject to lo <= x <= hi, for `a` of full column rank, or None when the
     active set does not settle (the caller then asks scipy).
 
-    Why not scipy's lsq_linear: its BVLS solves a fresh SVD least squares at every active-set step
-    (about 12 per problem on a 31-band graphic EQ); here the normal equations are formed once,
+    Why not scipy's lsq_linear: its BVLS solves a fresh SVD least squares at every active-set
+    step; here the normal equations are formed once,
     each step is a Cholesky-sized solve on the free variables, and the search starts from x0's
     bounds (a relinearised Gauss-Newton step usually keeps its active set). Method: the
     active-set bounded least squares of Lawson & Hanson ("Solving Least Squares Problems", 1974,

@@ -128,7 +128,6 @@ def test_state_round_trips_through_json():
     assert st.knobs == s.state.knobs and st.history == s.state.history and st.position == 1
 
 
-
 def test_a_snapshot_is_unchanged_by_later_events():
     """The daemon serialises a snapshot outside its engine lock, while events go on changing the
     session: what it writes must be the session as it was when the snapshot was taken."""
@@ -144,6 +143,7 @@ def test_a_snapshot_is_unchanged_by_later_events():
         s.apply(ev("amount", (i % 100) / 100))
     assert s.to_json() != before
     assert snap.to_json() == before
+
 
 def test_last_knob_names_the_knob_moved_last():
     s, _ = new_session()

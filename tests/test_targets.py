@@ -10,7 +10,7 @@ from bridge.bands import HostParam
 from bridge.targets.ableton import AbletonLookupError, AbletonOscTarget
 from bridge.targets.reaper import ReaperOscTarget
 from fakes import live_params
-from peers import AbletonPeer, ReaperPeer
+from peers import AbletonPeer, ReaperPeer, wait_until
 
 
 def f32(x):
@@ -129,7 +129,6 @@ def test_flushes_are_spaced_by_the_interval():
         peer.close()
 
 
-
 def test_a_polish_never_holds_back_the_next_answer():
     """A background flush (the daemon's polish) does not start the interval an answer waits out;
     answers still wait for answers, and a polish waits for any flush: at most one of each per
@@ -138,26 +137,29 @@ def test_a_polish_never_holds_back_the_next_answer():
     interval = 0.05
     tgt = ReaperOscTarget("127.0.0.1", peer.port, min_interval=interval)
     tgt.start()
+
+    def flushed(n: int) -> list[float]:  # flush_times is appended after the datagrams go out
+        assert wait_until(lambda: len(tgt.flush_times) >= n, timeout=5.0)
+        return list(tgt.flush_times)
+
     try:
         tgt.submit([hp("a", 0.1, idx=0)])  # an answer: sent at once
-        peer.wait_for(lambda rs: len(rs) >= 1)
+        flushed(1)
         tgt.submit([hp("a", 0.2, idx=0)], background=True)  # a polish right after: waits its interval
-        assert len(tgt.flush_times) == 1
-        peer.wait_for(lambda rs: len(rs) >= 2)
-        t_polish = tgt.flush_times[-1]
-        assert t_polish - tgt.flush_times[0] >= interval
-        tgt.submit([hp("a", 0.3, idx=0)])  # the next answer, at once although the polish just went
-        assert len(tgt.flush_times) == 3  # sent inline, on this thread
-        assert tgt.flush_times[-1] - t_polish < interval
+        times = flushed(2)
+        assert times[1] - times[0] >= interval
+        tgt.submit([hp("a", 0.3, idx=0)])  # the next answer: at once, although the polish just went
+        times = flushed(3)
+        assert times[2] - times[1] < interval
         tgt.submit([hp("a", 0.4, idx=0)])  # another answer inside the interval: held back
-        assert len(tgt.flush_times) == 3
-        peer.wait_for(lambda rs: len(rs) >= 4)
-        times = list(tgt.flush_times)
+        times = flushed(4)
         assert times[3] - times[2] >= interval
+        peer.wait_for(lambda rs: len(rs) >= 4)
         assert [v for _, v in peer.fxparam_messages()] == [f32(0.1), f32(0.2), f32(0.3), f32(0.4)]
     finally:
         tgt.stop()
         peer.close()
+
 
 def test_params_without_a_reaper_index_are_skipped(reaper):
     peer, tgt = reaper
