@@ -166,26 +166,29 @@ class Rig:
         arrivals = np.array([m.t_arrival_ns for m in new], dtype=np.int64)
         return (first_flush_end(arrivals) - t0_ns) / 1e6, (int(arrivals.max()) - t0_ns) / 1e6
 
-    def sweep(self, send_move, n: int, period_s: float = SWEEP_PERIOD_S) -> list[tuple[int, float | None]]:
+    def sweep(self, send_move, n: int, period_s: float = SWEEP_PERIOD_S,
+              jitter_s: float = 0.0) -> list[tuple[int, float | None]]:
         """Turn a knob: `send_move(i)` n times, one every period_s (longer than the REAPER
-        interval, so the rate limiter never holds a move back). Returns, per move, its send time
-        (time.time_ns()) and its answer latency (ms from its send to the last message of the
-        first flush after it), None when it changed no parameter (nothing to send)."""
+        interval, so the rate limiter never holds a move back), each delayed by a random
+        0..jitter_s (a hand is not locked to an audio clock: without it a MIDI turn at 20 ms, 15
+        JACK periods of 64 frames, would meet JACK's cycle at one phase all along). Returns, per
+        move, its send time (time.time_ns()) and its answer latency (ms from its send to the last
+        message of the first flush before the next move), None when it changed no parameter."""
         n_reaper = len(self.reaper.received)
+        offsets = np.random.default_rng(7).uniform(0.0, jitter_s, n)
         sends = []
-        t_next = time.perf_counter()
+        t_start = time.perf_counter()
         for i in range(n):
             # sleep, never spin: a busy bench would take a core from the daemon and hold the
             # GIL from its own MIDI-floor callback (pacing is not precise to the microsecond)
-            time.sleep(max(t_next - time.perf_counter(), 0.0))
+            time.sleep(max(t_start + i * period_s + offsets[i] - time.perf_counter(), 0.0))
             sends.append(time.time_ns())
             send_move(i)
-            t_next += period_s
         time.sleep(0.2)  # the polish after the last move arrives outside its window
         arrivals = np.array([m.t_arrival_ns for m in self.reaper.received[n_reaper:]], dtype=np.int64)
         moves: list[tuple[int, float | None]] = []
-        for t0 in sends:
-            mine = arrivals[(arrivals >= t0) & (arrivals < t0 + int(period_s * 1e9))]
+        for t0, t_next in zip(sends, sends[1:] + [sends[-1] + int(period_s * 1e9)]):
+            mine = arrivals[(arrivals >= t0) & (arrivals < t_next)]
             # the answer is the first flush; a polish may follow inside the window
             moves.append((t0, (first_flush_end(mine) - t0) / 1e6 if mine.size else None))
         return moves
@@ -302,10 +305,15 @@ def midi_floor_client(port_substring: str) -> int:
     return 0
 
 
-def midi_knob_stage(rig: Rig, events: int) -> tuple[str, str]:
+def midi_knob_stage(rig: Rig, events: int, jack: JackServer) -> tuple[str, str]:
     """Isolated jumps of CC 7 (-> amount) through JACK, then a turn, each beside the transport's
-    floor on the same event and the daemon's share (answer minus floor, event by event)."""
+    floor on the same event and the daemon's share (answer minus floor, event by event). Every
+    event is sent at a random phase of JACK's period: the bench's own waits (the polish timer,
+    its quiet windows) are whole numbers of half periods, and would otherwise send each jump at
+    much the same phase of JACK's cycle, as a hand does not."""
     import mido
+    jack_period_s = jack.period_s
+    log_from = len(jack.read_log())
     be = mido.Backend(JackServer.BACKEND)
     surface = be.open_output("eqb-bench-surface", virtual=True)
     for _ in range(200):
@@ -316,24 +324,26 @@ def midi_knob_stage(rig: Rig, events: int) -> tuple[str, str]:
     time.sleep(0.2)
     jumps: list[tuple[int, tuple[float, float] | None]] = []  # (send time, measure()) per event
     lost_in_a_row = 0
+    phases = np.random.default_rng(8).uniform(0.0, jack_period_s, events)
     for i in range(events):
         if lost_in_a_row >= 20:
             print("MIDI: 20 events in a row lost; stopping")
             break
         cc = mido.Message("control_change", control=7, value=20 + (i * 37) % 100)
         sent: list[int] = []
+        time.sleep(phases[i])
         ms = rig.measure(lambda: (sent.append(time.time_ns()), surface.send(cc)), timeout=2.0, quiet=KNOB_QUIET_S)
         jumps.append((sent[0], ms))
         lost_in_a_row = 0 if ms is not None else lost_in_a_row + 1
     turn = [mido.Message("control_change", control=7, value=40 + (i % 60 if (i // 60) % 2 == 0 else 60 - i % 60))
             for i in range(events)]
-    moves = rig.sweep(lambda i: surface.send(turn[i]), events)
+    moves = rig.sweep(lambda i: surface.send(turn[i]), events, jitter_s=jack_period_s)
     surface.close()
     floor.collect()
     lat = [ms[0] for _, ms in jumps if ms is not None]
     pol = [ms[1] for _, ms in jumps if ms is not None]
     fl, share = floor_and_share([ms and ms[0] for _, ms in jumps], [floor.after(t0, 0.05) for t0, _ in jumps])
-    tfl, tshare = floor_and_share([x for _, x in moves], [floor.after(t0, SWEEP_PERIOD_S) for t0, _ in moves])
+    tfl, tshare = floor_and_share([x for _, x in moves], [floor.after(t0, SWEEP_PERIOD_S - jack_period_s) for t0, _ in moves])
     got, silent = answered(moves)
     jumps_s = (pct(lat) if lat else "no output") + f", lost {events - len(lat)}"
     turned = pct(got) if got else "no output"
@@ -344,10 +354,15 @@ def midi_knob_stage(rig: Rig, events: int) -> tuple[str, str]:
     if pol:
         print(f"MIDI knob -> polished  {pct(pol)}")
     print(f"MIDI floor during the turn {pct(tfl) if tfl else 'none'}")
-    print(f"MIDI knob turned (CC steps of 1 every {SWEEP_PERIOD_S * 1000:.0f} ms) -> answer "
+    print(f"MIDI knob turned (CC steps of 1 every {SWEEP_PERIOD_S * 1000:.0f} ms + 0..{jack_period_s * 1000:.2f} ms) "
+          f"-> answer "
           f"{turned}, {silent} moves lost or changed nothing   target p99 <= 1 ms")
     print(f"   the daemon's share (answer minus floor, per move) {pct(tshare) if tshare else 'none'}")
     print(knob_errors(rig))
+    driver_late, late = jack.xruns(log_from)
+    print(f"JACK during the MIDI stage: the driver's cycle late {driver_late} times; clients not finished in "
+          f"time (an xrun each): {late or 'none'} (the daemon's client is 'eqbridge', the floor's "
+          f"'RtMidiIn Client', the surface 'RtMidiOut Client')")
     return jumps_s, turned
 
 
@@ -433,7 +448,7 @@ def main() -> int:
                 base.close()
         # MIDI knob
         if jack is not None and "midi" in stages:
-            results["knob_midi"], results["knob_midi_turn"] = midi_knob_stage(rig, a.events)
+            results["knob_midi"], results["knob_midi_turn"] = midi_knob_stage(rig, a.events, jack)
         else:
             print(f"MIDI knob: skipped ({midi_reason})")
         if "flood" not in stages:

@@ -1,9 +1,10 @@
 """MIDI in: control-surface knobs (7-bit CC, 14-bit CC pairs, NRPN) mapped to amount and macros.
 
 `MidiDecoder` is pure: feed it mido messages, get (control, value 0..1) back. `MidiInput` finds a
-port by name substring, opens it with a callback (mido + python-rtmidi,
-https://mido.readthedocs.io/en/stable/ports/index.html), and polls the port list: it starts
-fine before the device exists, notices when the device goes away and reopens it when it returns.
+port by name substring, opens it with a callback and polls the port list: it starts fine before
+the device exists, notices when the device goes away and reopens it when it returns. On mido's
+rtmidi backend one python-rtmidi client does the listing and the listening (`RtMidiPorts`);
+other mido backends use mido's ports (https://mido.readthedocs.io/en/stable/ports/index.html).
 
 Encodings (MIDI 1.0 spec): a 14-bit CC pair is MSB on CC n (0..31) and LSB on CC n+32; the value
 is emitted when the LSB arrives (devices send MSB then LSB). NRPN selects a parameter with CC 99
@@ -14,6 +15,7 @@ emits on CC 38, a 7-bit one on CC 6.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -108,6 +110,75 @@ class MidiDecoder:
         return out
 
 
+class RtMidiPorts:
+    """Input ports through ONE python-rtmidi client, which lists the ports and receives from the
+    one it opens. mido opens a client per port and another per listing: under JACK every client
+    is one more thread woken each period (and a late one is an xrun of the whole graph), and
+    opening one holds the GIL for tens of milliseconds. rtmidi's own filter drops sysex, clock
+    and active sensing before they reach Python (a surface's 24-per-beat clock would otherwise
+    take the GIL on JACK's thread for nothing)."""
+
+    def __init__(self, api_name: str = "") -> None:
+        import rtmidi
+        api = getattr(rtmidi, f"API_{api_name}", rtmidi.API_UNSPECIFIED) if api_name else rtmidi.API_UNSPECIFIED
+        self._rt = rtmidi.MidiIn(api, name="eqbridge")
+        self._rt.ignore_types(sysex=True, timing=True, active_sense=True)
+
+    def names(self) -> list[str]:
+        return list(self._rt.get_ports())
+
+    def open(self, name: str, callback: Callable[[Any], None]) -> "RtMidiPorts":
+        """Open `name` (as `names()` gives it); `callback` gets mido messages. Returns the
+        open port: this object, whose `close()` closes the port and keeps the client."""
+        import mido
+
+        def relay(event: tuple, _data: Any) -> None:
+            try:
+                msg = mido.Message.from_bytes(event[0])
+            except ValueError:  # not a complete channel message: nothing a knob could use
+                return
+            callback(msg)
+
+        self._rt.open_port(self.names().index(name), name="in")
+        self._rt.set_callback(relay)
+        return self
+
+    def close(self) -> None:
+        self._rt.cancel_callback()
+        self._rt.close_port()
+
+    def delete(self) -> None:
+        self.close()
+        self._rt.delete()
+
+
+class MidoPorts:
+    """Any other mido backend: mido's own listing and ports (a port per open)."""
+
+    def __init__(self, backend_name: str | None) -> None:
+        import mido
+        self._backend = mido.Backend(backend_name) if backend_name else mido.Backend()
+
+    def names(self) -> list[str]:
+        return list(self._backend.get_input_names())
+
+    def open(self, name: str, callback: Callable[[Any], None]) -> Any:
+        return self._backend.open_input(name, callback=callback)
+
+    def delete(self) -> None:
+        pass
+
+
+def input_ports(backend_name: str | None) -> RtMidiPorts | MidoPorts:
+    """The port lister/opener for a mido backend name ("mido.backends.rtmidi/UNIX_JACK", ...;
+    None: $MIDO_BACKEND, else mido's default, rtmidi)."""
+    name = backend_name or os.environ.get("MIDO_BACKEND") or "mido.backends.rtmidi"
+    module, _, api_name = name.partition("/")
+    if module == "mido.backends.rtmidi":
+        return RtMidiPorts(api_name)
+    return MidoPorts(backend_name)
+
+
 class MidiInput:
     """A port chosen by name substring, (re)opened by a polling thread; events go to `sink`."""
 
@@ -124,14 +195,7 @@ class MidiInput:
         self.received = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._backend: Any = None
-        self._lister: Any = None
-
-    def backend(self) -> Any:
-        if self._backend is None:
-            import mido
-            self._backend = mido.Backend(self.backend_name) if self.backend_name else mido.Backend()
-        return self._backend
+        self._ports: RtMidiPorts | MidoPorts | None = None
 
     def _callback(self, msg: Any) -> None:
         t_in = time.perf_counter()
@@ -142,53 +206,33 @@ class MidiInput:
         except Exception:  # a callback must never raise into rtmidi
             log.exception("MIDI message %s could not be handled", msg)
 
-    def _list_names(self) -> list[str]:
-        """Input port names, from one long-lived rtmidi client when the backend is rtmidi.
-
-        mido's get_input_names() opens and closes a new client per call; under JACK that holds the
-        GIL for tens of milliseconds and disturbs MIDI delivery, so polling uses a lister client
-        and mido's own names are asked for only when a matching port appears."""
-        name = self.backend_name or "mido.backends.rtmidi"
-        if self._lister is None and name.startswith("mido.backends.rtmidi"):
-            import rtmidi
-            api_name = name.partition("/")[2]
-            api = getattr(rtmidi, f"API_{api_name}", rtmidi.API_UNSPECIFIED) if api_name else rtmidi.API_UNSPECIFIED
-            self._lister = rtmidi.MidiIn(api, name="eqbridge-ports")
-        if self._lister is not None:
-            return list(self._lister.get_ports())
-        return list(self.backend().get_input_names())
-
     def poll(self) -> None:
         """One look at the port list: open a matching port, or close one that went away."""
         try:
-            listed = self._list_names()
+            if self._ports is None:
+                self._ports = input_ports(self.backend_name)
+            listed = self._ports.names()
         except Exception as exc:
             log.debug("MIDI backend unavailable: %s", exc)
-            listed = []
-        sub = self.port_substring.lower()
+            return
         if self.port is not None and not any(self.port_name == n or self.port_name in n or n in self.port_name
                                              for n in listed):
             log.warning("MIDI in: %r went away; waiting for it to come back", self.port_name)
             self._close_port()
-        if self.port is not None or not any(sub in n.lower() for n in listed):
+        if self.port is not None:
             return
-        try:
-            names = self.backend().get_input_names()
-        except Exception as exc:
-            log.debug("MIDI backend unavailable: %s", exc)
-            names = []
-        if self.port is None:
-            for name in names:
-                if self.port_substring.lower() in name.lower():
-                    try:
-                        self.port = self.backend().open_input(name, callback=self._callback)
-                    except Exception as exc:
-                        log.warning("MIDI in: cannot open %r: %s", name, exc)
-                        return
-                    self.port_name = name
-                    self.connects += 1
-                    log.info("MIDI in: listening to %r", name)
+        sub = self.port_substring.lower()
+        for name in listed:
+            if sub in name.lower():
+                try:
+                    self.port = self._ports.open(name, self._callback)
+                except Exception as exc:
+                    log.warning("MIDI in: cannot open %r: %s", name, exc)
                     return
+                self.port_name = name
+                self.connects += 1
+                log.info("MIDI in: listening to %r", name)
+                return
 
     def _close_port(self) -> None:
         port, self.port, self.port_name = self.port, None, None
@@ -212,9 +256,9 @@ class MidiInput:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._close_port()
-        if self._lister is not None:
-            self._lister.delete()
-            self._lister = None
+        if self._ports is not None:
+            self._ports.delete()
+            self._ports = None
 
     def describe(self) -> str:
         state = f"connected to {self.port_name!r}" if self.port_name else "waiting for the device"

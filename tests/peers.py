@@ -246,6 +246,7 @@ class JackServer:
     """
 
     BACKEND = "mido.backends.rtmidi/UNIX_JACK"
+    RATE = 48000
 
     def __init__(self, period: int = 64) -> None:
         import os
@@ -253,6 +254,11 @@ class JackServer:
         self.period = int(period)
         self.proc = None
         self.log = ""
+
+    @property
+    def period_s(self) -> float:
+        """One period: JACK delivers MIDI once per period."""
+        return self.period / self.RATE
 
     def start(self, wait_s: float = 30.0) -> str | None:
         import os
@@ -272,7 +278,7 @@ class JackServer:
             return f"mido/python-rtmidi unavailable: {exc}"
         env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
         self._logf = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([jackd, "--no-realtime", "-n", self.name, "-d", "dummy", "-r", "48000",
+        self.proc = subprocess.Popen([jackd, "--no-realtime", "-n", self.name, "-d", "dummy", "-r", str(self.RATE),
                                       "-p", str(self.period)], env=env, stdout=self._logf, stderr=subprocess.STDOUT)
         os.environ["JACK_DEFAULT_SERVER"] = self.name
         os.environ["JACK_NO_START_SERVER"] = "1"
@@ -280,7 +286,7 @@ class JackServer:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                return f"jackd exited with {self.proc.returncode}: {self._read_log()[-500:]}"
+                return f"jackd exited with {self.proc.returncode}: {self.read_log()[-500:]}"
             try:
                 port = be.open_output("eqbridge-probe", virtual=True)
                 port.close()
@@ -288,11 +294,24 @@ class JackServer:
             except Exception:
                 time.sleep(0.1)
         self.stop()
-        return f"jackd did not come up within {wait_s:g} s: {self._read_log()[-500:]}"
+        return f"jackd did not come up within {wait_s:g} s: {self.read_log()[-500:]}"
 
-    def _read_log(self) -> str:
+    def read_log(self) -> str:
+        """What jackd has printed so far."""
         self._logf.seek(0)
         return self._logf.read()
+
+    def xruns(self, since: int = 0) -> tuple[int, dict[str, int]]:
+        """jackd's log from character `since` on: how often the driver's own cycle was late
+        ("XRun = N usec") and, per client, how often a cycle ended with it not finished (an xrun
+        of the graph: that client's MIDI and audio for the cycle are lost)."""
+        text = self.read_log()[since:]
+        late: dict[str, int] = {}
+        for line in text.splitlines():
+            if "was not finished" in line and "client = " in line:
+                client = line.split("client = ", 1)[1].split(" was not finished", 1)[0]
+                late[client] = late.get(client, 0) + 1
+        return sum("XRun" in line and "usec" in line for line in text.splitlines()), late
 
     def stop(self) -> None:
         import os
