@@ -2,9 +2,8 @@
 
 `MidiDecoder` is pure: feed it mido messages, get (control, value 0..1) back. `MidiInput` finds a
 port by name substring, opens it with a callback and polls the port list: it starts fine before
-the device exists, notices when the device goes away and reopens it when it returns. On mido's
-rtmidi backend one python-rtmidi client does the listing and the listening (`RtMidiPorts`);
-other mido backends use mido's ports (https://mido.readthedocs.io/en/stable/ports/index.html).
+the device exists, notices when the device goes away and reopens it when it returns (on rtmidi
+one client lists and listens: `bridge.midi_ports`).
 
 Encodings (MIDI 1.0 spec): a 14-bit CC pair is MSB on CC n (0..31) and LSB on CC n+32; the value
 is emitted when the LSB arrives (devices send MSB then LSB). NRPN selects a parameter with CC 99
@@ -15,12 +14,12 @@ emits on CC 38, a 7-bit one on CC 6.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from bridge.midi_ports import MidoPorts, RtMidiPorts, midi_ports
 from bridge.session import Event
 
 log = logging.getLogger("eqbridge.midi")
@@ -110,75 +109,6 @@ class MidiDecoder:
         return out
 
 
-class RtMidiPorts:
-    """Input ports through ONE python-rtmidi client, which lists the ports and receives from the
-    one it opens. mido opens a client per port and another per listing: under JACK every client
-    is one more thread woken each period (and a late one is an xrun of the whole graph), and
-    opening one holds the GIL for tens of milliseconds. rtmidi's own filter drops sysex, clock
-    and active sensing before they reach Python (a surface's 24-per-beat clock would otherwise
-    take the GIL on JACK's thread for nothing)."""
-
-    def __init__(self, api_name: str = "") -> None:
-        import rtmidi
-        api = getattr(rtmidi, f"API_{api_name}", rtmidi.API_UNSPECIFIED) if api_name else rtmidi.API_UNSPECIFIED
-        self._rt = rtmidi.MidiIn(api, name="eqbridge")
-        self._rt.ignore_types(sysex=True, timing=True, active_sense=True)
-
-    def names(self) -> list[str]:
-        return list(self._rt.get_ports())
-
-    def open(self, name: str, callback: Callable[[Any], None]) -> "RtMidiPorts":
-        """Open `name` (as `names()` gives it); `callback` gets mido messages. Returns the
-        open port: this object, whose `close()` closes the port and keeps the client."""
-        import mido
-
-        def relay(event: tuple, _data: Any) -> None:
-            try:
-                msg = mido.Message.from_bytes(event[0])
-            except ValueError:  # not a complete channel message: nothing a knob could use
-                return
-            callback(msg)
-
-        self._rt.open_port(self.names().index(name), name="in")
-        self._rt.set_callback(relay)
-        return self
-
-    def close(self) -> None:
-        self._rt.cancel_callback()
-        self._rt.close_port()
-
-    def delete(self) -> None:
-        self.close()
-        self._rt.delete()
-
-
-class MidoPorts:
-    """Any other mido backend: mido's own listing and ports (a port per open)."""
-
-    def __init__(self, backend_name: str | None) -> None:
-        import mido
-        self._backend = mido.Backend(backend_name) if backend_name else mido.Backend()
-
-    def names(self) -> list[str]:
-        return list(self._backend.get_input_names())
-
-    def open(self, name: str, callback: Callable[[Any], None]) -> Any:
-        return self._backend.open_input(name, callback=callback)
-
-    def delete(self) -> None:
-        pass
-
-
-def input_ports(backend_name: str | None) -> RtMidiPorts | MidoPorts:
-    """The port lister/opener for a mido backend name ("mido.backends.rtmidi/UNIX_JACK", ...;
-    None: $MIDO_BACKEND, else mido's default, rtmidi)."""
-    name = backend_name or os.environ.get("MIDO_BACKEND") or "mido.backends.rtmidi"
-    module, _, api_name = name.partition("/")
-    if module == "mido.backends.rtmidi":
-        return RtMidiPorts(api_name)
-    return MidoPorts(backend_name)
-
-
 class MidiInput:
     """A port chosen by name substring, (re)opened by a polling thread; events go to `sink`."""
 
@@ -210,7 +140,7 @@ class MidiInput:
         """One look at the port list: open a matching port, or close one that went away."""
         try:
             if self._ports is None:
-                self._ports = input_ports(self.backend_name)
+                self._ports = midi_ports(self.backend_name)
             listed = self._ports.names()
         except Exception as exc:
             log.debug("MIDI backend unavailable: %s", exc)

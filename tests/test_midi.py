@@ -189,3 +189,31 @@ def test_cc_out_over_jack(jack):
     finally:
         tgt.stop()
         host.close()
+
+
+def test_cc_out_finds_the_host_again_after_it_goes_away(jack):
+    """The host's port closes (the DAW quit) and comes back: the target notices within its
+    recheck interval, keeps the value it could not send, and sends it once the port is back."""
+    from bridge.bands import HostParam
+    from bridge.targets import midi_out
+
+    be = mido.Backend(JackServer.BACKEND)
+    got = []
+    host = be.open_input("eqb-host-again", virtual=True, callback=got.append)
+    tgt = midi_out.MidiCcTarget("eqb-host-again", cc_map={"band1.gain": (1, 30)},
+                                backend=JackServer.BACKEND, min_interval=0.0)
+    tgt.start()
+    try:
+        tgt.submit([HostParam("band1.gain", 1.0, 0.0)])
+        assert wait_until(lambda: [m.value for m in got] == [127])
+        host.close()
+        time.sleep(midi_out.RECHECK_S + 0.1)
+        tgt.submit([HostParam("band1.gain", 0.0, 0.0)])
+        assert wait_until(lambda: tgt.last_error is not None)
+        assert "eqb-host-again" in tgt.last_error and [m.value for m in got] == [127]
+        host = be.open_input("eqb-host-again", virtual=True, callback=got.append)
+        assert wait_until(lambda: [m.value for m in got] == [127, 0], timeout=10.0)
+        assert tgt.last_error is None
+    finally:
+        tgt.stop()
+        host.close()

@@ -211,28 +211,33 @@ class _FakeMidiPort:
         self.closed = True
 
 
-class _FakeMidiBackend:
+class _FakeMidiPorts:
+    """bridge.midi_ports' interface (names, open, delete), counting the listings."""
+
     def __init__(self):
-        self.names = ["Some Synth", "eqb-host:in 1"]
+        self.listed = ["Some Synth", "eqb-host:in 1"]
         self.listings = 0
         self.opened = []
 
-    def get_output_names(self):
+    def names(self):
         self.listings += 1
-        return list(self.names)
+        return list(self.listed)
 
-    def open_output(self, name):
+    def open(self, name, callback=None):
         self.opened.append(_FakeMidiPort(name))
         return self.opened[-1]
+
+    def delete(self):
+        pass
 
 
 def test_midi_out_does_not_list_ports_on_every_flush():
     mido = pytest.importorskip("mido")  # noqa: F841 - MidiCcTarget builds mido messages
     from bridge.targets import midi_out
     from bridge.targets.midi_out import MidiCcTarget
-    be = _FakeMidiBackend()
+    be = _FakeMidiPorts()
     tgt = MidiCcTarget("eqb-host", cc_map={"band1.gain": (2, 21)})
-    tgt._backend = lambda: be
+    tgt._ports = be
     for i in range(50):
         tgt._send([(hp("band1.gain", i / 100), i)])
     assert len(be.opened) == 1 and len(be.opened[0].sent) == 50
@@ -245,6 +250,6 @@ def test_midi_out_does_not_list_ports_on_every_flush():
     assert be.listings == 2 and len(be.opened) == 2 and be.opened[1].sent[-1].value == 101
     # after RECHECK_S the open port is checked against the list again (a quiet unplug)
     tgt._checked -= midi_out.RECHECK_S
-    be.names = ["Some Synth"]
+    be.listed = ["Some Synth"]
     with pytest.raises(midi_out.MidiNotConnected):
         tgt._send([(hp("band1.gain", 0.1), 5)])

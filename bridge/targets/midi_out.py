@@ -1,8 +1,8 @@
 """MIDI CC out, for any host with MIDI learn: each parameter key is bound to a channel and CC.
 
 Values are the mapping's normalized 0..1 scaled to 0..127. The port is found by name substring
-and reopened when it comes back after an unplug (mido + python-rtmidi,
-https://mido.readthedocs.io/en/stable/ports/index.html). Unbound parameters are skipped; with no
+and reopened when it comes back after an unplug (on rtmidi one client lists and sends:
+`bridge.midi_ports`). Unbound parameters are skipped; with no
 explicit map, parameters get consecutive CCs from `first_cc` in the order they first appear.
 """
 
@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from bridge.bands import HostParam
+from bridge.midi_ports import MidoPorts, RtMidiPorts, midi_ports
 from bridge.targets.base import OutputTarget
 
 log = logging.getLogger("eqbridge.targets.midi")
@@ -38,12 +39,10 @@ class MidiCcTarget(OutputTarget):
         self.auto = cc_map is None
         self.channel, self.next_cc = int(channel), int(first_cc)
         self.backend_name = backend
+        self._ports: RtMidiPorts | MidoPorts | None = None
         self._port: Any = None
+        self._port_name: str | None = None
         self._checked = -1e9  # monotonic time the open port was last found in the port list
-
-    def _backend(self) -> Any:
-        import mido
-        return mido.Backend(self.backend_name) if self.backend_name else mido
 
     def binding(self, key: str) -> tuple[int, int] | None:
         b = self.cc_map.get(key)
@@ -65,16 +64,17 @@ class MidiCcTarget(OutputTarget):
         now = time.monotonic()
         if self._port is not None and now - self._checked < RECHECK_S:
             return self._port
-        be = self._backend()
+        if self._ports is None:
+            self._ports = midi_ports(self.backend_name, output=True)
         self._checked = now
+        names = self._ports.names()
         if self._port is not None:
-            if self._port.name in be.get_output_names():
+            if self._port_name in names:
                 return self._port
-            self._port.close()
-            self._port = None
-        for name in be.get_output_names():
+            self._drop_port()
+        for name in names:
             if self.port_substring.lower() in name.lower():
-                self._port = be.open_output(name)
+                self._port, self._port_name = self._ports.open(name), name
                 log.info("MIDI out: opened %r", name)
                 return self._port
         raise MidiNotConnected(f"no MIDI output port matching {self.port_substring!r}")
@@ -90,14 +90,21 @@ class MidiCcTarget(OutputTarget):
                 ch, cc = self.cc_map[p.key]
                 port.send(mido.Message("control_change", channel=ch - 1, control=cc, value=v))
         except Exception:
-            self._close()  # unplugged? the next attempt lists the ports and reopens
+            self._drop_port()  # unplugged? the next attempt lists the ports and reopens
             raise
         return len(batch)
 
+    def _drop_port(self) -> None:
+        """Close the port; the client stays for the next listing."""
+        port, self._port, self._port_name = self._port, None, None
+        if port is not None:
+            port.close()
+
     def _close(self) -> None:
-        if self._port is not None:
-            self._port.close()
-            self._port = None
+        self._drop_port()
+        if self._ports is not None:
+            self._ports.delete()
+            self._ports = None
 
     def describe(self) -> str:
         return f"MIDI CC out to a port matching {self.port_substring!r}"
