@@ -276,11 +276,16 @@ class MidiFloor:
         if self.proc.stdout.readline().strip() != "ready":
             raise SystemExit("the MIDI floor client did not start")
         self.arrivals: list[int] = []
+        self.error: str | None = None
 
     def collect(self) -> None:
-        """Stop the client and read when each message reached it (time.time_ns())."""
+        """Stop the client and read when each message reached it (time.time_ns()). A client that
+        died (JACK drops one that keeps missing its cycles) leaves no arrivals and says so."""
         out, _ = self.proc.communicate(timeout=30)
-        self.arrivals = json.loads(out)
+        try:
+            self.arrivals = json.loads(out)
+        except json.JSONDecodeError:
+            self.error = f"the floor client ended early (exit code {self.proc.returncode})"
 
     def after(self, t0_ns: int, window_s: float) -> float | None:
         """ms from t0 to the first arrival within window_s of it (None: not seen)."""
@@ -348,7 +353,7 @@ def midi_knob_stage(rig: Rig, events: int, jack: JackServer) -> tuple[str, str]:
     jumps_s = (pct(lat) if lat else "no output") + f", lost {events - len(lat)}"
     turned = pct(got) if got else "no output"
     print(f"MIDI floor (a separate JACK client in a process of its own, on the same port, same events) "
-          f"{pct(fl) if fl else 'none'}")
+          f"{pct(fl) if fl else 'none'}{f' ({floor.error})' if floor.error else ''}")
     print(f"MIDI knob -> answer    {jumps_s}   target p99 <= 1 ms")
     print(f"   the daemon's share (answer minus floor, per event) {pct(share) if share else 'none'}")
     if pol:
