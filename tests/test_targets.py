@@ -232,7 +232,7 @@ class _FakeMidiPorts:
 
 
 def test_midi_out_does_not_list_ports_on_every_flush():
-    mido = pytest.importorskip("mido")  # noqa: F841 - MidiCcTarget builds mido messages
+    pytest.importorskip("mido")  # MidiCcTarget builds mido messages
     from bridge.targets import midi_out
     from bridge.targets.midi_out import MidiCcTarget
     be = _FakeMidiPorts()
