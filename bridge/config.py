@@ -20,6 +20,8 @@ targets:                   # the first is active at start; /eqbridge/target NAME
     min_interval_ms: 10    # answers at most once per interval; a polish yields to them (bridge/targets/base.py)
     reaper_units: normalized   # or real: ReaEQ's /track/T/fxeq/... addresses in Hz / dB / octaves
     osc_bundle: false      # true: each flush as one OSC bundle datagram (see bridge/targets/reaper.py)
+    follow_fx: ReaEQ       # optional: drive the first FX named like this on the track selected in REAPER
+    feedback_port: 9000    # with follow_fx: REAPER's surface "device port" (it sends its feedback there)
   - name: live
     daw: ableton
     port: 11000
@@ -57,6 +59,7 @@ from bridge.errors import EqBridgeError
 from bridge.midi_in import MidiBinding
 from bridge.osc_in import DEFAULT_OSC_HOST, DEFAULT_OSC_PORT
 from bridge.session import MAX_MACROS
+from bridge.targets.reaper_feedback import DEFAULT_FEEDBACK_PORT
 
 DAWS = ("reaper", "ableton", "midi")
 DEFAULT_MAPPING = "reaper-reaeq"
@@ -89,6 +92,11 @@ class TargetSpec:
     """REAPER only: "normalized" (fxparam 0..1) or "real" (ReaEQ's fxeq Hz / dB / octaves)."""
     osc_bundle: bool = False
     """REAPER only: send each flush as OSC bundles instead of one datagram per parameter."""
+    follow_fx: str | None = None
+    """REAPER only: drive the first FX whose name holds this on REAPER's selected track, read from
+    the surface's feedback (bridge/targets/reaper_feedback.py); track and fx are where it starts."""
+    feedback_port: int = DEFAULT_FEEDBACK_PORT
+    """REAPER only, with follow_fx: the surface's "device port", where REAPER sends its feedback."""
 
     @property
     def key(self) -> str:
@@ -103,7 +111,9 @@ class TargetSpec:
         return (f"{self.name}: {self.daw} at {self.host}:{self.port}, track {self.track}, "
                 f"{slot} {self.fx}, mapping {self.mapping}, every >= {self.min_interval_ms:g} ms"
                 + (", real units (fxeq)" if self.reaper_units == "real" else "")
-                + (", OSC bundles" if self.osc_bundle else ""))
+                + (", OSC bundles" if self.osc_bundle else "")
+                + (f", follows REAPER's selected track to its FX matching {self.follow_fx!r} (feedback on "
+                   f"port {self.feedback_port})" if self.follow_fx else ""))
 
 
 @dataclass(frozen=True)
@@ -199,7 +209,8 @@ def _check_keys(d: Any, allowed: set[str], where: str) -> dict:
 def _target(d: Any, i: int) -> TargetSpec:
     where = f"targets[{i}]"
     _check_keys(d, {"name", "daw", "host", "port", "track", "fx", "device", "mapping", "min_interval_ms",
-                    "reply_port", "port_name", "cc_map", "backend", "reaper_units", "osc_bundle"}, where)
+                    "reply_port", "port_name", "cc_map", "backend", "reaper_units", "osc_bundle", "follow_fx",
+                    "feedback_port"}, where)
     daw = d.get("daw", "reaper")
     if daw not in DAWS:
         raise ConfigError(f"{where}.daw: must be one of {', '.join(DAWS)}, got {daw!r}")
@@ -231,6 +242,13 @@ def _target(d: Any, i: int) -> TargetSpec:
         if daw != "reaper" or not isinstance(d["osc_bundle"], bool):
             raise ConfigError(f"{where}.osc_bundle: true or false, for daw: reaper only; got {d['osc_bundle']!r}")
         kw["osc_bundle"] = d["osc_bundle"]
+    for key in ("follow_fx", "feedback_port"):
+        if key in d and daw != "reaper":
+            raise ConfigError(f"{where}.{key}: for daw: reaper only (REAPER's surface feedback)")
+    if d.get("follow_fx") is not None:
+        kw["follow_fx"] = _str(d["follow_fx"], f"{where}.follow_fx")
+    if "feedback_port" in d:
+        kw["feedback_port"] = _port(d["feedback_port"], f"{where}.feedback_port")
     if "backend" in d and d["backend"] is not None:
         kw["backend"] = _str(d["backend"], f"{where}.backend")
     if daw == "midi":
@@ -373,7 +391,8 @@ def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | 
                    fx: int | None = None, mapping: str | None = None,
                    feedback: list[str] | None = None, midi_input: str | None = None,
                    midi_backend: str | None = None, profile: str | None = None,
-                   reaper_real_units: bool = False, reaper_bundle: bool = False) -> Config:
+                   reaper_real_units: bool = False, reaper_bundle: bool = False,
+                   reaper_follow: str | None = None) -> Config:
     """Apply command-line flags: --reaper/--ableton replace the targets; --track/--fx/--mapping
     change the targets given by flags, or the first configured target when none are."""
     kw: dict[str, Any] = {}
@@ -393,11 +412,14 @@ def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | 
         kw["targets"] = tuple(flagged)
     elif over:
         kw["targets"] = (replace(cfg.targets[0], **over),) + cfg.targets[1:]
-    if reaper_real_units:  # --reaper-real-units: every REAPER target sends ReaEQ's fxeq addresses
-        kw["targets"] = tuple(replace(t, reaper_units="real") if t.daw == "reaper" else t
-                              for t in kw.get("targets", cfg.targets))
-    if reaper_bundle:  # --reaper-bundle: every REAPER target sends each flush as OSC bundles
-        kw["targets"] = tuple(replace(t, osc_bundle=True) if t.daw == "reaper" else t
+    # --reaper-real-units (ReaEQ's fxeq addresses), --reaper-bundle (each flush as OSC bundles),
+    # --reaper-follow FX (the selected track's FX): for every REAPER target
+    follow = None if reaper_follow is None else _str(reaper_follow, "--reaper-follow")
+    reaper_wide = {k: v for k, v in (("reaper_units", "real" if reaper_real_units else None),
+                                     ("osc_bundle", True if reaper_bundle else None), ("follow_fx", follow))
+                   if v is not None}
+    if reaper_wide:
+        kw["targets"] = tuple(replace(t, **reaper_wide) if t.daw == "reaper" else t
                               for t in kw.get("targets", cfg.targets))
     if feedback:
         kw["feedback"] = cfg.feedback + tuple(parse_host_port(f, "--feedback") for f in feedback)

@@ -1,7 +1,8 @@
 """The daemon: wires OSC in, MIDI in, the session, the model, the fitter and the targets.
 
 Threads: the OSC server thread parses and validates datagrams (and answers pings); the MIDI
-callback decodes knobs; both put `Event`s on one bounded queue. Whoever holds the engine lock
+callback decodes knobs; a REAPER feedback listener (a target with `follow_fx`) reports where the
+selected track's EQ is; all put `Event`s on one bounded queue. Whoever holds the engine lock
 owns the session state: normally the engine thread, which drains the queue (a burst at a time),
 coalesces it (the latest phrase wins), applies it, renders the curve once, fits it, hands the host
 values to the active target (which sends only what changed, rate-limited, from its own thread)
@@ -144,6 +145,8 @@ class Daemon:
         self.latency_ms: deque[float] = deque(maxlen=2000)  # input received -> EQ values handed out
         self.osc: OscServer | None = None
         self.midi: Any = None
+        self.followers: dict[str, Any] = {}  # target name -> ReaperFeedback (targets with follow_fx)
+        self.follow_errors: dict[str, str] = {}
         self.outputs: dict[tuple, OutputTarget] = {}
         self.mappings: dict[str, Any] = {}
         self.active: _Active | None = None
@@ -221,6 +224,7 @@ class Daemon:
             self.midi = MidiInput(self.cfg.midi_input, list(self.cfg.midi_map), self.submit,
                                   backend=self.cfg.midi_backend)
             self.midi.start()
+        self._start_followers()
         # Everything loaded so far (model, tokenizer, mappings, numpy, onnxruntime) lives as long as
         # the daemon: out of the cyclic collector's sight, a full collection that took ~30 ms
         # scans only what came after (bench/answer_path.py measures both).
@@ -237,6 +241,8 @@ class Daemon:
         self.started = False
         if self.midi is not None:
             self.midi.stop()
+        for follower in self.followers.values():
+            follower.stop()
         if self.osc is not None:
             self.osc.stop()
         try:
@@ -433,6 +439,8 @@ class Daemon:
                     changed |= self._on_target(ev.args)
                     if ev.reply_to:
                         status_to.append(ev.reply_to)
+                elif ev.kind == "follow":  # from REAPER's feedback (_start_followers), no reply
+                    changed |= self._on_follow(ev.args)
                 elif ev.kind in ("keep", "teach", "profile_changed"):
                     self._on_profile(ev)
                     continue
@@ -685,18 +693,54 @@ class Daemon:
         name = str(args[0])
         named = [t for t in self.cfg.targets if t.name == name]
         if named and len(args) == 1:
-            spec = named[0]
+            spec = self._followed(named[0])
         elif name in DAWS:
             base = next((t for t in self.cfg.targets if t.daw == name), None) or default_target(name)
             over = dict(zip(("track", "fx", "mapping"), args[1:]))
             spec = replace(base, name=f"{name}@{over.get('track', base.track)}/{over.get('fx', base.fx)}",
-                           **over)
+                           follow_fx=None, **over)  # a place chosen by hand is not followed
         else:
             names = ", ".join(t.name for t in self.cfg.targets)
             raise SessionError(f"unknown target {name!r}: use one of {names} or reaper|ableton|midi TRACK FX [MAPPING]")
         if self.active is not None and spec.key == self.active.spec.key:
             return False
         self._select(spec)
+        return True
+
+    def _start_followers(self) -> None:
+        """A REAPER feedback listener per target with `follow_fx`; one that cannot listen (the
+        port taken) is reported in the status and the target stays where it was configured."""
+        from bridge.targets.reaper_feedback import ReaperFeedback
+
+        for spec in self.cfg.targets:
+            if spec.daw != "reaper" or not spec.follow_fx:
+                continue
+            local = spec.host in ("127.0.0.1", "localhost", "::1")
+            try:
+                self.followers[spec.name] = ReaperFeedback(
+                    spec.follow_fx, lambda t, f, name=spec.name: self.submit(
+                        Event("follow", (name, t, f), None, "reaper-feedback", time.perf_counter())),
+                    host="127.0.0.1" if local else "0.0.0.0", port=spec.feedback_port,
+                    only_from=None if local else spec.host).start()
+            except OSError as exc:
+                why = f"cannot listen for REAPER's feedback on port {spec.feedback_port}: {exc}"
+                self.follow_errors[spec.name] = why
+                log.error("target %s: %s", spec.name, why)
+
+    def _followed(self, spec: TargetSpec) -> TargetSpec:
+        """`spec` on the track and FX slot its REAPER feedback last pointed at, if it follows."""
+        follower = self.followers.get(spec.name)
+        where = None if follower is None else follower.where()
+        return spec if where is None else replace(spec, track=where[0], fx=where[1])
+
+    def _on_follow(self, args: tuple) -> bool:
+        """REAPER's selection moved the EQ of target `name`: go there when that target is the one
+        in use (after `/eqbridge/target` chose another, it waits until it is chosen again)."""
+        name, track, fx = args
+        act = self.active
+        if act is None or act.spec.name != name or (act.spec.track, act.spec.fx) == (track, fx):
+            return False
+        self._select(replace(act.spec, track=track, fx=fx))
         return True
 
     def _select(self, spec: TargetSpec) -> None:
@@ -769,7 +813,8 @@ class Daemon:
                 "output": None if act.output is None else {
                     "sent": act.output.sent_messages, "flushes": act.output.flushes,
                     "error": act.output.last_error,
-                    "units": getattr(act.output, "units_status", None)}},
+                    "units": getattr(act.output, "units_status", None)},
+                "follow": self._follow_status(act.spec.name) if act.spec.follow_fx else None},
             "targets": [t.name for t in self.cfg.targets],
             "phrase": st.knobs.phrase if st else None,
             "amount": st.knobs.amount if st else None,
@@ -784,6 +829,12 @@ class Daemon:
             "midi": self.midi.describe() if self.midi is not None else None,
             "state_dir": str(self.state_dir),
         }
+
+    def _follow_status(self, name: str) -> dict:
+        follower = self.followers.get(name)
+        if follower is None:
+            return {"error": self.follow_errors.get(name, "not listening")}
+        return follower.to_json()
 
     def _state_path(self) -> Path:
         return Path(self.state_dir) / STATE_FILE

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from pythonosc.osc_packet import OscPacket
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 
@@ -172,6 +173,26 @@ class ReaperPeer(UdpPeer):
 
     def fxparam_messages(self) -> list[tuple[str, float]]:
         return [(r.address, r.args[0]) for r in self.received if _FXPARAM.match(r.address)]
+
+    # ---- REAPER's feedback to its surface's device port (Default.ReaperOSC TRACK_SELECT, FX_NAME)
+    def feed_back(self, dest: tuple[str, int], messages: list[tuple[str, Any]]) -> None:
+        """Send feedback messages as REAPER does: in one bundle, b-type values as floats."""
+        bundle = OscBundleBuilder(IMMEDIATELY)
+        for address, value in messages:
+            m = OscMessageBuilder(address)
+            m.add_arg(value)
+            bundle.add_content(m.build())
+        self.sock.sendto(bundle.build().dgram, dest)
+
+    def feed_back_fx(self, dest: tuple[str, int], track: int, names: list[str], slots: int = 8) -> None:
+        """A track's FX slot names (DEVICE_FX_COUNT slots; an empty slot's name is empty)."""
+        self.feed_back(dest, [(f"/track/{track}/fx/{i}/name", names[i - 1] if i <= len(names) else "")
+                              for i in range(1, slots + 1)])
+
+    def feed_back_select(self, dest: tuple[str, int], track: int, was: int | None = None) -> None:
+        """The user clicks `track` (and `was` loses its selection)."""
+        msgs = [] if was is None else [(f"/track/{was}/select", 0.0)]
+        self.feed_back(dest, msgs + [(f"/track/{track}/select", 1.0)])
 
 
 @dataclass

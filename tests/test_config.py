@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import (Config, ConfigError, config_from_dict, default_state_dir, load_config,
-                           parse_host_port, with_overrides)
+from bridge.config import (Config, ConfigError, config_from_dict, default_state_dir, default_target,
+                           load_config, parse_host_port, with_overrides)
 
 
 def test_defaults_need_no_file():
@@ -31,7 +31,8 @@ def test_full_yaml(tmp_path):
     p.write_text("""
 osc: {host: 0.0.0.0, port: 9100, allow: [192.168.1.20], feedback: ["127.0.0.1:9200"]}
 targets:
-  - {name: vocal, daw: reaper, port: 8001, track: 2, fx: 3, mapping: graphic-31, min_interval_ms: 20}
+  - {name: vocal, daw: reaper, port: 8001, track: 2, fx: 3, mapping: graphic-31, min_interval_ms: 20,
+     follow_fx: ReaEQ, feedback_port: 9005}
   - {name: live, daw: ableton, track: 0, device: 1}
   - {name: synth, daw: midi, port_name: Synth, cc_map: {band1.gain: [2, 21]}}
 midi:
@@ -46,6 +47,9 @@ state_dir: /tmp/eqb-state
     assert cfg.osc_port == 9100 and cfg.allow == ("192.168.1.20",) and cfg.feedback == (("127.0.0.1", 9200),)
     assert [t.name for t in cfg.targets] == ["vocal", "live", "synth"]
     assert cfg.targets[1].port == 11000 and cfg.targets[1].fx == 1
+    assert (cfg.targets[0].follow_fx, cfg.targets[0].feedback_port) == ("ReaEQ", 9005)
+    assert "follows REAPER's selected track to its FX matching 'ReaEQ'" in cfg.targets[0].describe()
+    assert cfg.targets[1].follow_fx is None and cfg.targets[1].feedback_port == 9000
     assert cfg.targets[2].cc_map == (("band1.gain", 2, 21),)
     assert [b.kind for b in cfg.midi_map] == ["cc", "cc14", "nrpn"] and cfg.midi_map[2].bits == 7
 
@@ -69,6 +73,9 @@ state_dir: /tmp/eqb-state
     ({"knob_answers": "guess"}, "knob_answers: one of tangent, refit"),
     ({"targets": [{"daw": "ableton", "osc_bundle": True}]}, "osc_bundle: true or false, for daw: reaper only"),
     ({"targets": [{"osc_bundle": "yes"}]}, "osc_bundle: true or false"),
+    ({"targets": [{"daw": "ableton", "follow_fx": "EQ Eight"}]}, "targets[0].follow_fx: for daw: reaper only"),
+    ({"targets": [{"follow_fx": ""}]}, "targets[0].follow_fx: must be a non-empty string"),
+    ({"targets": [{"follow_fx": "ReaEQ", "feedback_port": 70000}]}, "targets[0].feedback_port: must be 1..65535"),
 ])
 def test_errors_say_where_and_why(data, fragment):
     with pytest.raises(ConfigError) as exc:
@@ -97,3 +104,9 @@ def test_flags_override():
     assert parse_host_port("[::1]:9000", "x") == ("::1", 9000)
     with pytest.raises(ConfigError, match="--reaper"):
         with_overrides(Config(), reaper="host:notaport")
+    live = default_target("ableton", name="live")
+    cfg = with_overrides(Config(targets=(default_target("reaper"), live)), reaper_follow="ReaEQ",
+                         reaper_bundle=True)
+    assert (cfg.targets[0].follow_fx, cfg.targets[0].osc_bundle, cfg.targets[1]) == ("ReaEQ", True, live)
+    with pytest.raises(ConfigError, match="--reaper-follow: must be a non-empty string"):
+        with_overrides(Config(), reaper_follow=" ")

@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="REAPER: send ReaEQ's real-unit OSC (/track/T/fxeq/band/B/freq/hz, gain/db, q/oct)")
     p.add_argument("--reaper-bundle", action="store_true",
                    help="REAPER: send each batch of parameter values as one OSC bundle (one datagram)")
+    p.add_argument("--reaper-follow", metavar="FX",
+                   help="REAPER: drive the first FX whose name holds FX (e.g. ReaEQ) on the track selected in "
+                        "REAPER, read from its OSC feedback on port 9000 (the surface's device port)")
     p.add_argument("--ableton", metavar="HOST:PORT", help="drive Ableton Live through AbletonOSC (default port 11000)")
     p.add_argument("--track", type=int, metavar="T", help="track (REAPER: 1-based, 0 = master; Live: 0-based)")
     p.add_argument("--fx", type=int, metavar="F", help="FX slot (REAPER: 1-based) or device index (Live: 0-based)")
@@ -53,7 +56,8 @@ def build_config(args: argparse.Namespace):
                           feedback=args.feedback, midi_input=args.midi_in, midi_backend=args.midi_backend,
                           profile=getattr(args, "profile", None),
                           reaper_real_units=getattr(args, "reaper_real_units", False),
-                          reaper_bundle=getattr(args, "reaper_bundle", False))
+                          reaper_bundle=getattr(args, "reaper_bundle", False),
+                          reaper_follow=getattr(args, "reaper_follow", None))
 
 
 def check(cfg) -> int:
