@@ -711,17 +711,17 @@ class Daemon:
         """A REAPER feedback listener per target with `follow_fx`; one that cannot listen (the
         port taken) is reported in the status and the target stays where it was configured."""
         from bridge.targets.reaper_feedback import ReaperFeedback
+        from bridge.targets.replies import LOOPBACK, listen_host
 
         for spec in self.cfg.targets:
             if spec.daw != "reaper" or not spec.follow_fx:
                 continue
-            local = spec.host in ("127.0.0.1", "localhost", "::1")
             try:
                 self.followers[spec.name] = ReaperFeedback(
                     spec.follow_fx, lambda t, f, name=spec.name: self.submit(
                         Event("follow", (name, t, f), None, "reaper-feedback", time.perf_counter())),
-                    host="127.0.0.1" if local else "0.0.0.0", port=spec.feedback_port,
-                    only_from=None if local else spec.host).start()
+                    host=listen_host(spec.host), port=spec.feedback_port,
+                    only_from=None if spec.host in LOOPBACK else spec.host).start()
             except OSError as exc:
                 why = f"cannot listen for REAPER's feedback on port {spec.feedback_port}: {exc}"
                 self.follow_errors[spec.name] = why

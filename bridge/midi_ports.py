@@ -2,12 +2,12 @@
 
 On mido's rtmidi backend (ALSA or JACK) one python-rtmidi client per direction does the listing
 and the traffic (`RtMidiPorts`). mido itself opens a client per port and another per listing:
-under JACK a listing that way takes 50-70 ms and stalls the daemon's other Python threads for
-17-28 ms, against 0.2-0.4 ms and no stall on a client kept open (`bench/midi_listing.py`; the MIDI
-CC target re-checks its port once a second). Every JACK client is also a thread woken each
-period, and one that is late is an xrun of the whole graph. Other
-mido backends use mido's own ports (`MidoPorts`,
-https://mido.readthedocs.io/en/stable/ports/index.html).
+under JACK a listing that way took 49-62 ms and stalled another Python thread for 16-21 ms,
+against 0.2-0.4 ms on a client kept open, where that thread's longest gap stays 0.3-0.5 ms, its
+own tick (three runs of `bench/midi_listing.py`, which prints both; the MIDI CC target re-checks
+its port once a second). Every JACK client is also a thread woken each
+period, and one that is late is an xrun of the whole graph. Other mido backends use mido's own
+ports (`MidoPorts`, https://mido.readthedocs.io/en/stable/ports/index.html).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from pythonosc.osc_message import OscMessage
 from bridge.bands import HostParam
 from bridge.osc_in import build_message
 from bridge.targets.base import OutputTarget
+from bridge.targets.replies import datagrams, listen_host
 
 log = logging.getLogger("eqbridge.targets.ableton")
 
@@ -116,8 +117,7 @@ class AbletonOscTarget(OutputTarget):
         self.lookup_timeout = lookup_timeout
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        bind_host = reply_host or ("127.0.0.1" if host in ("127.0.0.1", "localhost") else "0.0.0.0")
-        self._sock.bind((bind_host, int(reply_port)))
+        self._sock.bind((reply_host or listen_host(host), int(reply_port)))
         self.reply_port = self._sock.getsockname()[1]
         self._sock.settimeout(0.2)
         self.names: list[str] | None = None
@@ -140,13 +140,7 @@ class AbletonOscTarget(OutputTarget):
 
     # ---- replies from AbletonOSC
     def _receive(self) -> None:
-        while not self._closing:
-            try:
-                data, _ = self._sock.recvfrom(65535)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
+        for data, _ in datagrams(self._sock, lambda: self._closing):
             try:
                 msg = OscMessage(data)
                 self._on_reply(msg.address, msg.params)

@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterable
 
 from pythonosc.osc_packet import OscPacket
 
+from bridge.targets.replies import datagrams
+
 log = logging.getLogger("eqbridge.targets.reaper")
 
 DEFAULT_FEEDBACK_PORT = 9000
@@ -111,11 +113,15 @@ class ReaperFeedback:
                  only_from: str | None = None) -> None:
         self.surface = ReaperSurface(fx_match)
         self.on_move = on_move
+        self.only_from = None if only_from is None else socket.gethostbyname(only_from)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.bind((host, int(port)))
+        try:
+            self._sock.bind((host, int(port)))
+        except OSError:
+            self._sock.close()
+            raise
         self._sock.settimeout(0.2)
         self.host, self.port = host, self._sock.getsockname()[1]
-        self.only_from = None if only_from is None else socket.gethostbyname(only_from)
         self.datagrams = 0
         self.unreadable = 0
         self.refused = 0
@@ -166,13 +172,7 @@ class ReaperFeedback:
             self.on_move(*where)
 
     def _run(self) -> None:
-        while not self._closing:
-            try:
-                data, sender = self._sock.recvfrom(65535)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
+        for data, sender in datagrams(self._sock, lambda: self._closing):
             if self.only_from is not None and sender[0] != self.only_from:
                 self.refused += 1
                 continue
