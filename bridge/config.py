@@ -40,6 +40,7 @@ midi:
     - {control: amount, cc: 7, channel: 1}
     - {control: macro/1, cc14: 16}       # MSB on CC 16, LSB on CC 48
     - {control: macro/2, nrpn: 300, bits: 14}
+    - {control: macro/3, cc: 21, relative: twos, step: 0.01}   # an endless encoder (twos|offset|sign)
 state_dir: null            # default: $XDG_DATA_HOME/eqbridge or ~/.local/share/eqbridge
 profile: default           # the user's preferences: <state_dir>/profiles/<profile>.sqlite3
 knob_answers: tangent      # or refit: a warm refit per knob move (slower; for comparison)
@@ -56,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import EqBridgeError
-from bridge.midi_in import MidiBinding
+from bridge.midi_in import RELATIVE_ENCODINGS, MidiBinding
 from bridge.osc_in import DEFAULT_OSC_HOST, DEFAULT_OSC_PORT
 from bridge.session import MAX_MACROS
 from bridge.targets.reaper_feedback import DEFAULT_FEEDBACK_PORT
@@ -270,7 +271,7 @@ def _target(d: Any, i: int) -> TargetSpec:
 
 def _binding(d: Any, i: int) -> MidiBinding:
     where = f"midi.map[{i}]"
-    _check_keys(d, {"control", "cc", "cc14", "nrpn", "channel", "bits"}, where)
+    _check_keys(d, {"control", "cc", "cc14", "nrpn", "channel", "bits", "relative", "step"}, where)
     control = _str(d.get("control"), f"{where}.control")
     controls = ["amount"] + [f"macro/{n}" for n in range(1, MAX_MACROS + 1)]
     if control not in controls:  # the model says how many knobs there are; more are refused at run time
@@ -287,7 +288,17 @@ def _binding(d: Any, i: int) -> MidiBinding:
         if kind != "nrpn" or d["bits"] not in (7, 14):
             raise ConfigError(f"{where}.bits: only for nrpn, 7 or 14")
         bits = d["bits"]
-    return MidiBinding(control, kind, number, channel, bits)
+    relative = d.get("relative")
+    if relative is not None and (kind != "cc" or relative not in RELATIVE_ENCODINGS):
+        raise ConfigError(f"{where}.relative: only for cc, one of {', '.join(RELATIVE_ENCODINGS)}; got {relative!r}")
+    if "step" not in d:
+        return MidiBinding(control, kind, number, channel, bits, relative)
+    if relative is None:
+        raise ConfigError(f"{where}.step: only with relative (an endless encoder's change per tick)")
+    step = d["step"]
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step <= 1:
+        raise ConfigError(f"{where}.step: a number in (0, 1], the change per tick; got {step!r}")
+    return MidiBinding(control, kind, number, channel, bits, relative, float(step))
 
 
 def config_from_dict(data: Any, source: str = "<dict>") -> Config:

@@ -9,6 +9,14 @@ Encodings (MIDI 1.0 spec): a 14-bit CC pair is MSB on CC n (0..31) and LSB on CC
 is emitted when the LSB arrives (devices send MSB then LSB). NRPN selects a parameter with CC 99
 (MSB) and CC 98 (LSB), then sends data entry CC 6 (MSB) and CC 38 (LSB); a 14-bit NRPN binding
 emits on CC 38, a 7-bit one on CC 6.
+
+Endless encoders send relative CCs: each message is a signed number of ticks (bigger when turned
+fast), added to the knob's current value by the session (`Event.relative`), so ticks compose in
+order with OSC moves and undo. The three encodings in use, as REAPER's MIDI learn names them
+("Relative 1/2/3", described in https://forum.cockos.com/project.php?issueid=4576):
+  twos   (Relative 1): 1..64 up, 127..65 down (two's complement: 127 is -1)
+  offset (Relative 2): value - 64 (65 is +1, 63 is -1)
+  sign   (Relative 3): 1..63 up, 65..127 down (bit 6 is the sign: 65 is -1)
 """
 
 from __future__ import annotations
@@ -34,20 +42,39 @@ class MidiBinding:
     number: int
     channel: int | None = None  # 1..16, None = any
     bits: int = 0  # 0: the kind's own (cc 7, cc14 14, nrpn 14); nrpn may be 7
+    relative: str | None = None  # cc only: an endless encoder's encoding (RELATIVE_ENCODINGS)
+    step: float = 1.0 / 127.0  # relative only: the change per tick, in the knob's 0..1 range
 
     @property
     def resolution(self) -> int:
         return self.bits or (7 if self.kind == "cc" else 14)
 
     def event(self, value: float, t_in: float) -> Event:
+        """`value`: the knob's new value 0..1, or for a relative binding the change to add."""
+        rel = self.relative is not None
         if self.control == "amount":
-            return Event("amount", (value,), None, "midi", t_in)
+            return Event("amount", (value,), None, "midi", t_in, relative=rel)
         n = int(self.control.split("/", 1)[1])
-        return Event("macro", (n, value), None, "midi", t_in)
+        return Event("macro", (n, value), None, "midi", t_in, relative=rel)
+
+
+def relative_ticks(encoding: str, value: int) -> int:
+    """The signed tick count a relative CC value carries (see the module docstring)."""
+    if encoding == "twos":
+        return value - 128 if value > 64 else value
+    if encoding == "offset":
+        return value - 64
+    if encoding == "sign":
+        return -(value - 64) if value > 64 else value
+    raise ValueError(f"unknown relative encoding {encoding!r}: use one of {', '.join(RELATIVE_ENCODINGS)}")
+
+
+RELATIVE_ENCODINGS = ("twos", "offset", "sign")
 
 
 class MidiDecoder:
-    """Turns control-change messages into (binding, value 0..1). Keeps per-channel pair state."""
+    """Turns control-change messages into (binding, value 0..1, or a relative binding's change).
+    Keeps per-channel pair state."""
 
     def __init__(self, bindings: list[MidiBinding]) -> None:
         self.cc7: dict[tuple[int | None, int], MidiBinding] = {}
@@ -56,6 +83,8 @@ class MidiDecoder:
         self.nrpn: dict[tuple[int | None, int], MidiBinding] = {}
         for b in bindings:
             key = (b.channel, b.number)
+            if b.relative is not None and (b.kind != "cc" or b.relative not in RELATIVE_ENCODINGS):
+                raise ValueError(f"relative {b.relative!r}: only on a cc binding, one of {', '.join(RELATIVE_ENCODINGS)}")
             if b.kind == "cc":
                 self.cc7[key] = b
             elif b.kind == "cc14":
@@ -97,7 +126,11 @@ class MidiDecoder:
                         out.append((b, (self._nrpn_msb.get(ch, 0) * 128 + val) / 16383.0))
                     return out
         b = self._find(self.cc7, ch, cc)
-        if b is not None:
+        if b is not None and b.relative is not None:
+            ticks = relative_ticks(b.relative, val)
+            if ticks:
+                out.append((b, ticks * b.step))
+        elif b is not None:
             out.append((b, val / 127.0))
         b = self._find(self.cc14_msb, ch, cc)
         if b is not None:

@@ -47,6 +47,8 @@ class Event:
 
     `reply_to` is the OSC sender (host, port) that should hear about the result, or None (MIDI).
     `t_in` is time.perf_counter() at reception (for latency figures and logs).
+    `relative`: a knob move's value is a change to add to the knob's current value (an endless
+    encoder), applied in order and clipped to 0..1.
     """
 
     kind: str
@@ -54,6 +56,7 @@ class Event:
     reply_to: tuple[str, int] | None = None
     source: str = "osc"
     t_in: float = 0.0
+    relative: bool = False
 
 
 @dataclass(frozen=True)
@@ -304,6 +307,10 @@ class SessionError(ValueError):
     """An event that cannot be applied (reported back to its sender as /eqbridge/error)."""
 
 
+def _nudged(value: float, change: float) -> float:
+    return min(1.0, max(0.0, value + change))
+
+
 def coalesce(events: list[Event]) -> list[Event]:
     """Latest wins: of several phrases in one burst only the last is kept (earlier ones are stale).
 
@@ -389,7 +396,8 @@ class Session:
         catches up. Raises SessionError for a macro the model does not have."""
         k = self.state.knobs
         if ev.kind == "amount":
-            return replace(k, amount=float(ev.args[0])), "amount"
+            amount = _nudged(k.amount, float(ev.args[0])) if ev.relative else float(ev.args[0])
+            return replace(k, amount=amount), "amount"
         if ev.kind != "macro":
             raise SessionError(f"event {ev.kind!r} is not a knob move")
         n, v = int(ev.args[0]), float(ev.args[1])
@@ -397,7 +405,7 @@ class Session:
         if not 1 <= n <= count:
             raise SessionError(f"macro must be 1..{count}, got {n}")
         macros = list(self.fit_knobs(k).macros)
-        macros[n - 1] = v
+        macros[n - 1] = _nudged(macros[n - 1], v) if ev.relative else v
         return replace(k, macros=tuple(macros)), f"macro/{n}"
 
     def answer_curve(self, curves: PhraseCurves | None) -> np.ndarray | None:

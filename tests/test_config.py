@@ -41,6 +41,7 @@ midi:
     - {control: amount, cc: 7, channel: 1}
     - {control: macro/1, cc14: 16}
     - {control: macro/2, nrpn: 300, bits: 7}
+    - {control: macro/3, cc: 21, relative: sign, step: 0.02}
 state_dir: /tmp/eqb-state
 """)
     cfg = load_config(p)
@@ -51,7 +52,8 @@ state_dir: /tmp/eqb-state
     assert "follows REAPER's selected track to its FX matching 'ReaEQ'" in cfg.targets[0].describe()
     assert cfg.targets[1].follow_fx is None and cfg.targets[1].feedback_port == 9000
     assert cfg.targets[2].cc_map == (("band1.gain", 2, 21),)
-    assert [b.kind for b in cfg.midi_map] == ["cc", "cc14", "nrpn"] and cfg.midi_map[2].bits == 7
+    assert [b.kind for b in cfg.midi_map] == ["cc", "cc14", "nrpn", "cc"] and cfg.midi_map[2].bits == 7
+    assert [(b.relative, b.step) for b in cfg.midi_map[2:]] == [(None, 1 / 127), ("sign", 0.02)]
 
 
 @pytest.mark.parametrize("data,fragment", [
@@ -69,6 +71,10 @@ state_dir: /tmp/eqb-state
     ({"midi": {"input": "x", "map": [{"control": "amount", "cc": 7, "nrpn": 3}]}}, "exactly one of"),
     ({"midi": {"input": "x", "map": [{"control": "amount", "cc14": 40}]}}, "cc14: must be 0..31"),
     ({"midi": {"map": [{"control": "amount", "cc": 7}]}}, "also set midi.input"),
+    ({"midi": {"input": "x", "map": [{"control": "amount", "cc14": 4, "relative": "twos"}]}}, "map[0].relative: only for cc"),
+    ({"midi": {"input": "x", "map": [{"control": "amount", "cc": 4, "relative": "relative1"}]}}, "one of twos, offset, sign"),
+    ({"midi": {"input": "x", "map": [{"control": "amount", "cc": 4, "step": 0.1}]}}, "map[0].step: only with relative"),
+    ({"midi": {"input": "x", "map": [{"control": "amount", "cc": 4, "relative": "twos", "step": 0}]}}, "a number in (0, 1]"),
     ({"state_dir": "relative"}, "absolute"),
     ({"knob_answers": "guess"}, "knob_answers: one of tangent, refit"),
     ({"targets": [{"daw": "ableton", "osc_bundle": True}]}, "osc_bundle: true or false, for daw: reaper only"),

@@ -57,6 +57,24 @@ def test_nrpn_14_and_7_bit():
     assert d.feed(cc(6, 1, channel=9)) == []
 
 
+def test_relative_encodings_give_signed_ticks_times_step():
+    d = MidiDecoder([MidiBinding("amount", "cc", 20, relative="twos"),
+                     MidiBinding("macro/1", "cc", 21, relative="offset", step=0.01),
+                     MidiBinding("macro/2", "cc", 22, relative="sign", step=0.5)])
+    ticks = {20: {1: 1, 64: 64, 127: -1, 65: -63}, 21: {65: 1, 63: -1, 74: 10, 0: -64, 127: 63},
+             22: {1: 1, 63: 63, 65: -1, 127: -63}}
+    steps = {20: 1 / 127, 21: 0.01, 22: 0.5}
+    for number, table in ticks.items():
+        for value, n in table.items():
+            [(b, change)] = d.feed(cc(number, value))
+            assert b.relative is not None and change == pytest.approx(n * steps[number]), (number, value)
+            assert b.event(change, 0.0).relative
+    # a zero tick is no move at all
+    assert d.feed(cc(20, 0)) == [] and d.feed(cc(21, 64)) == [] and d.feed(cc(22, 0)) == []
+    with pytest.raises(ValueError, match="only on a cc binding"):
+        MidiDecoder([MidiBinding("amount", "cc14", 4, relative="twos")])
+
+
 @pytest.fixture(scope="module")
 def jack():
     server = JackServer()
@@ -137,6 +155,42 @@ def test_knobs_over_jack_before_device_and_after_replug(jack, tmp_path):
         assert wait_until(lambda: status(client, dest)["amount"] == pytest.approx(42 / 127))
         surface.close()
     finally:
+        d.stop()
+        client.close()
+        reaper.close()
+
+
+def test_an_endless_encoder_nudges_the_value_the_knob_has_now(jack):
+    """Ticks add to the current value in order, whoever set it last (here an OSC move), and stop
+    at the ends of the range."""
+    reaper = ReaperPeer()
+    bindings = (MidiBinding("amount", "cc", 20, relative="twos", step=0.01),
+                MidiBinding("macro/1", "cc", 21, relative="sign", step=0.01))
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="fake4",
+                                                     min_interval_ms=0.0),),
+                 midi_input="eqb-encoders", midi_backend=JackServer.BACKEND, midi_map=bindings)
+    d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, persist=False)
+    be = mido.Backend(JackServer.BACKEND)
+    surface = be.open_output("eqb-encoders", virtual=True)
+    d.start()
+    client = UdpPeer()
+    dest = ("127.0.0.1", d.osc_port)
+    try:
+        assert wait_until(lambda: d.midi.connects == 1)
+        client.send(dest, "/eqbridge/amount", 0.2)
+        assert wait_until(lambda: status(client, dest)["amount"] == pytest.approx(0.2))
+        send_paced(d, surface, [cc(20, 10), cc(20, 127), cc(20, 1), cc(21, 65), cc(21, 67)])
+        assert wait_until(lambda: status(client, dest)["macros"][0] != 0.5)
+        st = status(client, dest)
+        assert st["amount"] == pytest.approx(0.2 + 0.10)
+        assert st["macros"][0] == pytest.approx(0.5 - 0.04)
+        send_paced(d, surface, [cc(20, 64)] * 12)  # +0.64 each: stops at 1
+        assert wait_until(lambda: status(client, dest)["amount"] == 1.0)
+        send_paced(d, surface, [cc(20, 127)])
+        assert wait_until(lambda: status(client, dest)["amount"] == pytest.approx(0.99))
+        assert reaper.wait_for(lambda rs: len(rs) > 0)
+    finally:
+        surface.close()
         d.stop()
         client.close()
         reaper.close()
