@@ -52,7 +52,8 @@ PREFIX = "/eqbridge"
 
 @dataclass(frozen=True)
 class Arg:
-    """One OSC argument: `kind` is unit (float 0..1), int, bool, str or any (int or str)."""
+    """One OSC argument: `kind` is unit (float 0..1), change (float -1..1), int, bool, str or any
+    (int or str)."""
 
     name: str
     kind: str
@@ -70,10 +71,11 @@ class Address:
     doc: str = ""
     replies: str = "/eqbridge/curve, /eqbridge/params"
     fixed: tuple = ()  # arguments the address itself carries (the macro number)
+    relative: bool = False  # a knob nudge: the value is added to the knob's current one
 
     @property
     def typetags(self) -> str:
-        tags = {"unit": "f", "int": "i", "bool": "i", "str": "s", "any": "i|s"}
+        tags = {"unit": "f", "change": "f", "int": "i", "bool": "i", "str": "s", "any": "i|s"}
         req = "".join(tags[a.kind] for a in self.args if not a.optional)
         opt = "".join(tags[a.kind] for a in self.args if a.optional)
         return "," + req + (f"[{opt}]" if opt else "")
@@ -88,6 +90,8 @@ def build_addresses(macro_names: tuple[str, ...] | list[str] | None = None) -> t
                 "A phrase: the new target curve for the active target (one undo step)."),
         Address(f"{PREFIX}/amount", "amount", (Arg("amount", "unit", "0..1"),),
                 "How strongly the phrase's curve is applied (0.5 = as the crowd set it)."),
+        Address(f"{PREFIX}/amount/nudge", "amount", (Arg("change", "change", "-1..1"),),
+                "Add to the amount (an endless encoder, e.g. TouchOSC's); stops at 0 and 1.", relative=True),
     ]
     for n, name in enumerate(macro_names, start=1):
         table.append(Address(
@@ -95,6 +99,9 @@ def build_addresses(macro_names: tuple[str, ...] | list[str] | None = None) -> t
             f"Macro knob {n} \"{name}\": moves the phrase's curve through the latent space of crowd "
             "curves, relative to it (0 and 1 = two crowd standard deviations). A new phrase "
             "starts it at 0.5.", fixed=(n,)))
+        table.append(Address(
+            f"{PREFIX}/macro/{n}/nudge", "macro", (Arg("change", "change", "-1..1"),),
+            f"Add to macro knob {n} (an endless encoder); stops at 0 and 1.", fixed=(n,), relative=True))
         table.append(Address(
             f"{PREFIX}/macro/{n}/name", "macro_name", (), f"Ask what macro knob {n} does.",
             replies=f"{PREFIX}/macro/{n}/name ,s NAME", fixed=(n, name)))
@@ -201,9 +208,10 @@ def _convert(path: str, spec: Arg, v: Any) -> Any:
     x = float(v)
     if not math.isfinite(x):
         raise ArgError(f"{path}: {spec.name} must be finite, got {v}")
-    if kind == "unit":
-        if not 0.0 <= x <= 1.0:
-            raise ArgError(f"{path}: {spec.name} must be in 0..1, got {x:g}")
+    if kind in ("unit", "change"):
+        lo = 0.0 if kind == "unit" else -1.0
+        if not lo <= x <= 1.0:
+            raise ArgError(f"{path}: {spec.name} must be in {lo:g}..1, got {x:g}")
         return x
     if kind in ("int", "any", "bool"):
         if x != int(x) or abs(x) > 2**31:
@@ -360,7 +368,7 @@ class OscServer(BlockingOSCUDPServer):
         if addr.event == "macro_name":
             self.send(client, addr.path, [addr.fixed[1]])
             return
-        self.sink(Event(addr.event, args, client, "osc", t_in))
+        self.sink(Event(addr.event, args, client, "osc", t_in, relative=addr.relative))
 
     # ---- replies
     def send(self, client: tuple[str, int], address: str, args: Iterable[Any] = ()) -> None:

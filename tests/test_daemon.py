@@ -167,6 +167,30 @@ def test_a_burst_ends_in_the_state_of_the_last_message(rig):
     assert st["history"]["length"] == 3  # the whole knob gesture is one undo step
 
 
+def test_nudges_add_to_the_knob_in_order_and_stop_at_the_ends(rig):
+    """An encoder's burst of nudges lands as their sum on whatever value the knob had; the EQ
+    gets exactly what the summed knob asks for; one undo step takes the gesture back."""
+    d, reaper, client, dest, fb = rig
+    send_and_wait(client, dest, "/eqbridge/text", "warm")
+    send_and_wait(client, dest, "/eqbridge/macro/2", 0.3)
+    for _ in range(40):  # a burst: most of them reach the engine together
+        client.send(dest, "/eqbridge/macro/2/nudge", 0.01)
+    client.send(dest, "/eqbridge/macro/2/nudge", -0.05)
+    client.send(dest, "/eqbridge/amount/nudge", -0.75)  # from 0.5: stops at 0
+    client.send(dest, "/eqbridge/status")
+    st = json.loads(client.wait_address("/eqbridge/status")[-1].args[0])
+    assert st["macros"][1] == pytest.approx(0.3 + 0.40 - 0.05)
+    assert st["amount"] == 0.0
+    settle(d, reaper)
+    from bridge.session import macro_curve
+    want = expected_reaper(FakeModel().curve("warm", 0.0).gains_db + macro_curve(d.session.state.knobs.macros))
+    assert final_values(reaper) == want
+    send_and_wait(client, dest, "/eqbridge/undo")
+    assert d.session.state.knobs.amount == 0.5
+    client.send(dest, "/eqbridge/macro/2/nudge", 1.5)
+    assert "must be in -1..1" in client.wait_address("/eqbridge/error")[-1].args[0]
+
+
 def test_target_switch_to_ableton_and_back(tmp_path):
     reaper = ReaperPeer()
     live_target = default_target("ableton", name="live", port=1, reply_port=0, mapping="fake4",

@@ -43,7 +43,7 @@ def test_knob_shortcut_decodes_what_the_full_parse_does():
     table = knob_table(ADDRESSES)
     assert {kind for kind, _ in table.values()} == {"amount", "macro"}
     rng = random.Random(3)
-    knob_paths = [a.path for a in ADDRESSES if a.event in ("amount", "macro")]
+    knob_paths = [a.path for a in ADDRESSES if a.event in ("amount", "macro") and not a.relative]
     values = [0.0, 1.0, 0.5, 1e-30, 0.9999999] + [rng.random() for _ in range(200)]
     for path in knob_paths:
         for v in values:
@@ -53,7 +53,7 @@ def test_knob_shortcut_decodes_what_the_full_parse_does():
     others = [build("/eqbridge/amount", 1), build("/eqbridge/amount", 1.5), build("/eqbridge/amount", -0.0001),
               build("/eqbridge/amount", float("nan")), build("/eqbridge/amount", float("inf")),
               build("/eqbridge/amount", 0.5, 0.5), build("/eqbridge/amount", "0.5"), build("/eqbridge/amount"),
-              build("/eqbridge/text", "warm"), build("/eqbridge/macro/99", 0.5), build("/eqbridge/amount", 0.5)[:-1],
+              build("/eqbridge/text", "warm"), build("/eqbridge/amount/nudge", 0.5), build("/eqbridge/macro/99", 0.5), build("/eqbridge/amount", 0.5)[:-1],
               build("/eqbridge/amount", 0.5) + b"\0\0\0\0", b"", b"\0\0\0", b"#bundle\0" + bytes(8)]
     for d in others:
         assert decode_knob(d, table) is None, d
@@ -62,6 +62,8 @@ def test_knob_shortcut_decodes_what_the_full_parse_does():
 @pytest.mark.parametrize("path,values,expect", [
     ("/eqbridge/amount", [0.25], (0.25,)),
     ("/eqbridge/amount", [1], (1.0,)),
+    ("/eqbridge/amount/nudge", [-0.25], (-0.25,)),
+    ("/eqbridge/macro/2/nudge", [1], (1.0,)),
     ("/eqbridge/bypass", [True], (1,)),
     ("/eqbridge/bypass", [0.0], (0,)),
     ("/eqbridge/target", ["reaper", 2.0, 1], ("reaper", 2, 1)),
@@ -77,6 +79,7 @@ def test_check_args_accepts(path, values, expect):
     ("/eqbridge/amount", ["x"], "must be a number"),
     ("/eqbridge/amount", [1.5], "0..1"),
     ("/eqbridge/amount", [float("nan")], "finite"),
+    ("/eqbridge/amount/nudge", [-1.5], "-1..1"),
     ("/eqbridge/text", [3], "must be a string"),
     ("/eqbridge/text", ["x" * (MAX_STRING_CHARS + 1)], "characters"),
     ("/eqbridge/target", ["reaper", 1.5], "whole number"),
