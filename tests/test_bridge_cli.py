@@ -83,6 +83,12 @@ def test_serve_and_send_then_clean_shutdown(served, capsys, sig):
     assert run_cli("send", "--status", "--json", "--port", str(port)) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["macros"][1] == pytest.approx(0.8)
+    assert run_cli("send", "--nudge", "2", "-0.25", "--port", str(port)) == 0
+    assert run_cli("send", "--nudge", "amount", "0.125", "--port", str(port)) == 0
+    capsys.readouterr()
+    assert run_cli("send", "--status", "--json", "--port", str(port)) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["macros"][1] == pytest.approx(0.55) and status["amount"] == pytest.approx(0.625)
     assert run_cli("send", "--undo", "--port", str(port)) == 0
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)

@@ -55,6 +55,7 @@ def test_reaper_bundles_carry_the_same_messages_in_few_datagrams():
         peer.wait_for(lambda rs: len(rs) >= 60)
         assert sorted(peer.fxparam_messages()) == sorted(
             (f"/track/3/fx/2/fxparam/{i + 1}/value", f32(i / 100.0)) for i in range(60))
+        assert wait_until(lambda: tgt.sent_messages >= 60, timeout=5.0)  # counted after the send
         assert tgt.sent_messages == 60
         assert len({r.t for r in peer.received}) <= 3  # a few datagrams, not 60 (a bundle's messages share one read)
     finally:
@@ -121,6 +122,8 @@ def test_flushes_are_spaced_by_the_interval():
         for i in range(6):
             tgt.submit([hp("a", i / 10, idx=0)])
             peer.wait_for(lambda rs: len(rs) >= i + 1)
+        # flush_times is appended after the datagrams go out: the last may arrive first
+        assert wait_until(lambda: len(tgt.flush_times) >= 6, timeout=5.0)
         times = list(tgt.flush_times)
         assert len(times) == 6
         assert all(b - a >= 0.02 for a, b in zip(times, times[1:]))

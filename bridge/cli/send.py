@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--amount", type=float, metavar="V", help="0..1 (/eqbridge/amount)")
     g.add_argument("--macro", nargs=2, metavar=("N", "V"), help="macro N to V in 0..1, 0.5 neutral")
+    g.add_argument("--nudge", nargs=2, metavar=("KNOB", "D"),
+                   help="add D (-1..1) to KNOB, amount or a macro number (an encoder's step)")
     g.add_argument("--macro-name", type=int, metavar="N", help="print what macro knob N does")
     g.add_argument("--keep", action="store_true",
                    help="this is what I meant: keep the current phrase and curve in your profile")
@@ -51,6 +53,13 @@ def _message(args: argparse.Namespace) -> tuple[str, list, str]:
         except ValueError:
             raise SystemExit("eqbridge send: --macro takes a number N and a value V") from None
         return f"/eqbridge/macro/{n}", [v], change
+    if args.nudge:
+        knob, d = args.nudge
+        try:
+            path = "/eqbridge/amount" if knob == "amount" else f"/eqbridge/macro/{int(knob)}"
+            return f"{path}/nudge", [float(d)], change
+        except ValueError:
+            raise SystemExit("eqbridge send: --nudge takes amount or a macro number, and a change D") from None
     if args.macro_name is not None:
         return f"/eqbridge/macro/{args.macro_name}/name", [], f"/eqbridge/macro/{args.macro_name}/name"
     if args.keep:
@@ -76,7 +85,7 @@ def _message(args: argparse.Namespace) -> tuple[str, list, str]:
         return "/eqbridge/get", [], change
     if args.phrase is not None:
         return "/eqbridge/text", [args.phrase], change
-    raise SystemExit("eqbridge send: give a PHRASE or one of --amount, --macro, --macro-name, --keep, --teach, "
+    raise SystemExit("eqbridge send: give a PHRASE or one of --amount, --macro, --nudge, --macro-name, --keep, --teach, "
                      "--undo, --redo, --reset, --bypass, --target, --status, --ping, --get")
 
 
@@ -84,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from pythonosc.osc_message import OscMessage
 
     if args.phrase is not None and any(getattr(args, k) not in (None, False) for k in
-                                       ("amount", "macro", "macro_name", "keep", "teach", "bypass", "target",
+                                       ("amount", "macro", "nudge", "macro_name", "keep", "teach", "bypass", "target",
                                         "undo", "redo", "reset", "status", "ping", "get")):
         print("eqbridge send: give either a PHRASE or one option", file=sys.stderr)
         return 2
