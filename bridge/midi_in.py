@@ -42,7 +42,7 @@ class MidiBinding:
     number: int
     channel: int | None = None  # 1..16, None = any
     bits: int = 0  # 0: the kind's own (cc 7, cc14 14, nrpn 14); nrpn may be 7
-    relative: str | None = None  # cc only: an endless encoder's encoding (RELATIVE_ENCODINGS)
+    relative: str | None = None  # cc only: an endless encoder's encoding (RELATIVE_ENCODINGS; config checks)
     step: float = 1.0 / 127.0  # relative only: the change per tick, in the knob's 0..1 range
 
     @property
@@ -83,8 +83,6 @@ class MidiDecoder:
         self.nrpn: dict[tuple[int | None, int], MidiBinding] = {}
         for b in bindings:
             key = (b.channel, b.number)
-            if b.relative is not None and (b.kind != "cc" or b.relative not in RELATIVE_ENCODINGS):
-                raise ValueError(f"relative {b.relative!r}: only on a cc binding, one of {', '.join(RELATIVE_ENCODINGS)}")
             if b.kind == "cc":
                 self.cc7[key] = b
             elif b.kind == "cc14":
@@ -126,12 +124,11 @@ class MidiDecoder:
                         out.append((b, (self._nrpn_msb.get(ch, 0) * 128 + val) / 16383.0))
                     return out
         b = self._find(self.cc7, ch, cc)
-        if b is not None and b.relative is not None:
-            ticks = relative_ticks(b.relative, val)
-            if ticks:
+        if b is not None:
+            if b.relative is None:
+                out.append((b, val / 127.0))
+            elif ticks := relative_ticks(b.relative, val):  # 0 ticks: no move
                 out.append((b, ticks * b.step))
-        elif b is not None:
-            out.append((b, val / 127.0))
         b = self._find(self.cc14_msb, ch, cc)
         if b is not None:
             self._msb[(ch, cc)] = val

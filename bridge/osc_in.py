@@ -157,7 +157,8 @@ def knob_table(addresses: Iterable[Address]) -> dict[bytes, tuple[str, tuple]]:
     -> (event kind, fixed arguments): a datagram is such a message exactly when it is one of
     these prefixes followed by four bytes."""
     return {build_message(a.path, [0.0])[:-4]: (a.event, a.fixed[:1])
-            for a in addresses if a.event in CONTINUOUS and [x.kind for x in a.args] == ["unit"]}
+            for a in addresses
+            if a.event in CONTINUOUS and not a.relative and [x.kind for x in a.args] == ["unit"]}
 
 
 def decode_knob(data: bytes, table: dict[bytes, tuple[str, tuple]]) -> tuple[str, tuple] | None:

@@ -71,8 +71,8 @@ def test_relative_encodings_give_signed_ticks_times_step():
             assert b.event(change, 0.0).relative
     # a zero tick is no move at all
     assert d.feed(cc(20, 0)) == [] and d.feed(cc(21, 64)) == [] and d.feed(cc(22, 0)) == []
-    with pytest.raises(ValueError, match="only on a cc binding"):
-        MidiDecoder([MidiBinding("amount", "cc14", 4, relative="twos")])
+    with pytest.raises(ValueError, match="unknown relative encoding"):
+        MidiDecoder([MidiBinding("amount", "cc", 4, relative="relative1")]).feed(cc(4, 1))
 
 
 @pytest.fixture(scope="module")
