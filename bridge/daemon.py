@@ -50,6 +50,7 @@ from bridge import __version__
 from bridge.config import DAWS, Config, TargetSpec, default_target
 from bridge.errors import EqBridgeError
 from bridge.daemon_profile import ProfileLink
+from bridge.knob_feedback import ShownKnobs, knob_control, knob_values
 from bridge.osc_in import PREFIX, OscServer, build_addresses, build_message
 from bridge.model.curve import DEFAULT_AMOUNT, MAX_GAIN_DB
 from bridge.session import (CONTINUOUS, Event, PhraseCurves, Session, SessionError, SessionSnapshot, coalesce,
@@ -163,6 +164,7 @@ class Daemon:
         self._line_work: deque[tuple[int, bool, float]] = deque()  # (direction, sign, up to): idle
         self._last_answer_at = 0.0  # monotonic time the EQ was last set (a render or a tangent answer)
         self._settle_at: float | None = None  # monotonic time to polish a tangent answer
+        self.shown = ShownKnobs()  # the knob values each OSC client shows (bridge.knob_feedback)
         self.knob_answers = {"tangent": 0, "refit": 0, "on_osc_thread": 0}
         self.phrases_on_osc_thread = 0
         self.knob_error_db: deque[tuple[float, float]] = deque(maxlen=2000)  # (tangent, polished)
@@ -434,7 +436,7 @@ class Daemon:
                     status_to.append(ev.reply_to)  # type: ignore[arg-type]
                     continue
                 if ev.kind == "get":
-                    pass
+                    self.shown.forget(ev.reply_to)  # everything again, the knobs too
                 elif ev.kind == "target":
                     changed |= self._on_target(ev.args)
                     if ev.reply_to:
@@ -448,6 +450,9 @@ class Daemon:
                     undone = self.session.state.knobs if ev.kind == "undo" else None
                     changed |= self.session.apply(ev)
                     self._note_for_profile(ev, undone)
+                    if ev.kind in CONTINUOUS and ev.reply_to and not ev.relative:  # the sender's fader is there
+                        i = 0 if ev.kind == "amount" else int(ev.args[0])
+                        self.shown.heard(ev.reply_to, i, knob_values(self.session.state.knobs)[i])
                 if ev.reply_to and ev.reply_to not in replies:
                     replies.append(ev.reply_to)
             except (SessionError, EqBridgeError, ValueError) as exc:
@@ -680,9 +685,12 @@ class Daemon:
         dests = list(replies)
         if to_clients:
             dests += [c for c in self.cfg.feedback if c not in dests]
+        values = knob_values(self.session.state.knobs)
         for d in dests:
             self.osc.send_dgram(d, cdg)
             self.osc.send_dgram(d, pdg)
+            for i, v in self.shown.changes(d, values):
+                self.osc.send_dgram(d, build_message(f"{PREFIX}/{knob_control(i)}", [v]))
 
     def _send(self, dest: tuple[str, int], address: str, args: list) -> None:
         if self.osc is not None:

@@ -142,6 +142,9 @@ BY_PATH: dict[str, Address] = {a.path: a for a in ADDRESSES}
 REPLIES: tuple[tuple[str, str, str], ...] = (
     (f"{PREFIX}/curve", ",f x40", "Gains in dB at the 40 ERB centres (20 Hz .. 19.7 kHz) now asked of the EQ."),
     (f"{PREFIX}/params", ",sf...", "Pairs of parameter key and normalized value (0..1) now set on the target."),
+    (f"{PREFIX}/amount", ",f", "The amount now, when it differs from what this client last sent or was "
+                               "sent (a phrase, undo, a nudge, another surface moved it): a fader follows."),
+    (f"{PREFIX}/macro/<n>", ",f", "Macro knob n now, on the same rule (a new phrase puts the macros back to 0.5)."),
     (f"{PREFIX}/error", ",s", "A human-readable reason a message was refused."),
     (f"{PREFIX}/pong", ",", "Answer to /eqbridge/ping."),
     (f"{PREFIX}/status", ",s", "JSON: version, target, phrase, amount, macros and their names, bypass, "
@@ -459,7 +462,8 @@ def render_markdown() -> str:
         f"`eqbridge serve` listens for OSC over UDP on {DEFAULT_OSC_HOST}:{DEFAULT_OSC_PORT} by default",
         "(`--osc-port`, or `osc.host`/`osc.port`/`osc.allow` in the config). Numbers may be sent as",
         "int or float. Every change is answered to its sender (and to the configured feedback",
-        "clients) with `/eqbridge/curve` and `/eqbridge/params`; a refused message is answered with",
+        "clients) with `/eqbridge/curve` and `/eqbridge/params`, and with the knobs' values where they",
+        "differ from what that client shows; a refused message is answered with",
         "`/eqbridge/error ,s reason`. Bundles are accepted; their time tags are ignored (run now).",
         "A burst of messages is coalesced: the latest phrase wins and the EQ is set once.",
         "",

@@ -191,6 +191,45 @@ def test_nudges_add_to_the_knob_in_order_and_stop_at_the_ends(rig):
     assert "must be in -1..1" in client.wait_address("/eqbridge/error")[-1].args[0]
 
 
+def test_faders_follow_the_knobs_but_hear_no_echo_of_their_own_moves(rig):
+    """Each client gets /eqbridge/amount and /eqbridge/macro/<n> only where the knob differs from
+    what it shows: nothing back for its own absolute move, the macros after a phrase resets them,
+    the value after undo or a nudge, all of it again after /eqbridge/get. The feedback client,
+    which moved nothing, follows every change."""
+    d, reaper, client, dest, fb = rig
+    knob_addresses = ("/eqbridge/amount", "/eqbridge/macro/1", "/eqbridge/macro/2", "/eqbridge/macro/3")
+
+    def knobs_after(*message):
+        """The knob messages the client and the feedback client got for `message`. A status
+        request after it marks the end (the same thread sends it after the feedback), then a
+        ping from the feedback client (its pong leaves the same socket after the feedback did)."""
+        status_n = len(client.wait_address("/eqbridge/status", n=0, timeout=0))
+        pong_n = len(fb.wait_address("/eqbridge/pong", n=0, timeout=0))
+        c0, f0 = len(client.received), len(fb.received)
+        client.send(dest, *message)
+        client.send(dest, "/eqbridge/status")
+        assert len(client.wait_address("/eqbridge/status", n=status_n + 1)) == status_n + 1
+        fb.send(dest, "/eqbridge/ping")
+        assert len(fb.wait_address("/eqbridge/pong", n=pong_n + 1)) == pong_n + 1
+        got = []
+        for p, start in ((client, c0), (fb, f0)):
+            got.append([(r.address, round(r.args[0], 4)) for r in p.received[start:] if r.address in knob_addresses])
+        return got
+
+    mine, theirs = knobs_after("/eqbridge/amount", 0.25)
+    assert mine == [(a, 0.5) for a in knob_addresses[1:]]  # first contact: all but the knob it moved
+    assert theirs == [("/eqbridge/amount", 0.25)] + [(a, 0.5) for a in knob_addresses[1:]]
+    assert knobs_after("/eqbridge/macro/1", 0.8) == [[], [("/eqbridge/macro/1", 0.8)]]
+    assert knobs_after("/eqbridge/text", "warm") == [[("/eqbridge/macro/1", 0.5)]] * 2  # a phrase resets the macros
+    assert knobs_after("/eqbridge/undo") == [[("/eqbridge/macro/1", 0.8)]] * 2
+    assert knobs_after("/eqbridge/amount/nudge", 0.1) == [[("/eqbridge/amount", 0.35)]] * 2
+    assert knobs_after("/eqbridge/macro/2", 0.3) == [[], [("/eqbridge/macro/2", 0.3)]]
+    mine, theirs = knobs_after("/eqbridge/get")
+    assert mine == [("/eqbridge/amount", 0.35), ("/eqbridge/macro/1", 0.8), ("/eqbridge/macro/2", 0.3),
+                    ("/eqbridge/macro/3", 0.5)] and theirs == []
+    assert knobs_after("/eqbridge/macro/3", 1.5)[0] == []  # refused: no knob moved, nothing shown
+
+
 def test_target_switch_to_ableton_and_back(tmp_path):
     reaper = ReaperPeer()
     live_target = default_target("ableton", name="live", port=1, reply_port=0, mapping="fake4",
