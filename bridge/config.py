@@ -36,6 +36,7 @@ targets:                   # the first is active at start; /eqbridge/target NAME
 midi:
   input: "nanoKONTROL"     # MIDI input port name substring
   backend: null            # e.g. mido.backends.rtmidi/UNIX_JACK
+  feedback: "nanoKONTROL"  # optional: output port substring; the knobs' values go back (LED rings, motor faders)
   map:
     - {control: amount, cc: 7, channel: 1}
     - {control: macro/1, cc14: 16}       # MSB on CC 16, LSB on CC 48
@@ -127,6 +128,7 @@ class Config:
     midi_input: str | None = None
     midi_backend: str | None = None
     midi_map: tuple[MidiBinding, ...] = ()
+    midi_feedback: str | None = None  # output port substring: the knobs' values back to the controller
     state_dir: Path | None = None
     profile: str = "default"
     knob_answers: str = "tangent"
@@ -334,7 +336,7 @@ def config_from_dict(data: Any, source: str = "<dict>") -> Config:
         if dup:
             raise ConfigError(f"targets: duplicate name(s) {', '.join(sorted(dup))}")
         kw["targets"] = targets
-    midi = _check_keys(data.get("midi") or {}, {"input", "backend", "map"}, "midi")
+    midi = _check_keys(data.get("midi") or {}, {"input", "backend", "map", "feedback"}, "midi")
     if midi.get("input") is not None:
         kw["midi_input"] = _str(midi["input"], "midi.input")
     if midi.get("backend") is not None:
@@ -345,6 +347,10 @@ def config_from_dict(data: Any, source: str = "<dict>") -> Config:
     kw["midi_map"] = tuple(_binding(b, i) for i, b in enumerate(mp))
     if kw["midi_map"] and not kw.get("midi_input"):
         raise ConfigError("midi.map: also set midi.input (the port name substring)")
+    if midi.get("feedback") is not None:
+        kw["midi_feedback"] = _str(midi["feedback"], "midi.feedback")
+        if not kw["midi_map"]:
+            raise ConfigError("midi.feedback: also give midi.map (the bindings whose values it shows)")
     if data.get("state_dir") is not None:
         p = Path(os.path.expanduser(_str(data["state_dir"], "state_dir")))
         if not p.is_absolute():
@@ -401,7 +407,8 @@ def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | 
                    reaper: str | None = None, ableton: str | None = None, track: int | None = None,
                    fx: int | None = None, mapping: str | None = None,
                    feedback: list[str] | None = None, midi_input: str | None = None,
-                   midi_backend: str | None = None, profile: str | None = None,
+                   midi_backend: str | None = None, midi_feedback: str | None = None,
+                   profile: str | None = None,
                    reaper_real_units: bool = False, reaper_bundle: bool = False,
                    reaper_follow: str | None = None) -> Config:
     """Apply command-line flags: --reaper/--ableton replace the targets; --track/--fx/--mapping
@@ -438,6 +445,10 @@ def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | 
         kw["midi_input"] = midi_input
     if midi_backend:
         kw["midi_backend"] = midi_backend
+    if midi_feedback:
+        if not cfg.midi_map:
+            raise ConfigError("--midi-feedback: the config file's midi.map gives the bindings whose values it shows")
+        kw["midi_feedback"] = midi_feedback
     if profile is not None:
         kw["profile"] = _profile_name(profile, "--profile")
     out = replace(cfg, **kw)

@@ -146,6 +146,7 @@ class Daemon:
         self.latency_ms: deque[float] = deque(maxlen=2000)  # input received -> EQ values handed out
         self.osc: OscServer | None = None
         self.midi: Any = None
+        self.midi_feedback: Any = None  # bridge.midi_feedback.MidiFeedback, with midi.feedback
         self.followers: dict[str, Any] = {}  # target name -> ReaperFeedback (targets with follow_fx)
         self.follow_errors: dict[str, str] = {}
         self.outputs: dict[tuple, OutputTarget] = {}
@@ -221,10 +222,16 @@ class Daemon:
         self._engine = threading.Thread(target=self._run, name="eqbridge-engine", daemon=True)
         self._engine.start()
         self.osc.start()
+        if self.cfg.midi_feedback:
+            from bridge.midi_feedback import MidiFeedback
+            self.midi_feedback = MidiFeedback(self.cfg.midi_feedback, self.cfg.midi_map, backend=self.cfg.midi_backend)
+            self.midi_feedback.start()
+            self.midi_feedback.show(knob_values(self.session.state.knobs))
         if self.cfg.midi_input:
             from bridge.midi_in import MidiInput
             self.midi = MidiInput(self.cfg.midi_input, list(self.cfg.midi_map), self.submit,
-                                  backend=self.cfg.midi_backend)
+                                  backend=self.cfg.midi_backend,
+                                  on_connect=self.midi_feedback.refresh if self.midi_feedback else None)
             self.midi.start()
         self._start_followers()
         # Everything loaded so far (model, tokenizer, mappings, numpy, onnxruntime) lives as long as
@@ -243,6 +250,8 @@ class Daemon:
         self.started = False
         if self.midi is not None:
             self.midi.stop()
+        if self.midi_feedback is not None:
+            self.midi_feedback.stop()
         for follower in self.followers.values():
             follower.stop()
         if self.osc is not None:
@@ -450,9 +459,8 @@ class Daemon:
                     undone = self.session.state.knobs if ev.kind == "undo" else None
                     changed |= self.session.apply(ev)
                     self._note_for_profile(ev, undone)
-                    if ev.kind in CONTINUOUS and ev.reply_to and not ev.relative:  # the sender's fader is there
-                        i = 0 if ev.kind == "amount" else int(ev.args[0])
-                        self.shown.heard(ev.reply_to, i, knob_values(self.session.state.knobs)[i])
+                    if ev.kind in CONTINUOUS and not ev.relative:
+                        self._heard(ev)
                 if ev.reply_to and ev.reply_to not in replies:
                     replies.append(ev.reply_to)
             except (SessionError, EqBridgeError, ValueError) as exc:
@@ -479,6 +487,8 @@ class Daemon:
                     self._send(r, f"{PREFIX}/error", [f"could not set the EQ: {exc}"])
         if changed or replies:
             self._feedback(replies, to_clients=changed)
+        if changed and self.midi_feedback is not None:
+            self.midi_feedback.show(knob_values(self.session.state.knobs))
         for r in status_to:
             self._send(r, f"{PREFIX}/status", [json.dumps(self.status())])
         if self._answered:
@@ -692,6 +702,15 @@ class Daemon:
             for i, v in self.shown.changes(d, values):
                 self.osc.send_dgram(d, build_message(f"{PREFIX}/{knob_control(i)}", [v]))
 
+    def _heard(self, ev: Event) -> None:
+        """The surface that moved a knob to a value shows it already: it is not echoed back."""
+        i = 0 if ev.kind == "amount" else int(ev.args[0])
+        value = knob_values(self.session.state.knobs)[i]
+        if ev.reply_to:
+            self.shown.heard(ev.reply_to, i, value)
+        elif ev.source == "midi" and self.midi_feedback is not None:
+            self.midi_feedback.heard(knob_control(i), value)
+
     def _send(self, dest: tuple[str, int], address: str, args: list) -> None:
         if self.osc is not None:
             self.osc.send(dest, address, args)
@@ -835,6 +854,8 @@ class Daemon:
             "history": {"position": st.position, "length": len(st.history)} if st else None,
             "fit_rms_db": self.last_fit_error,
             "midi": self.midi.describe() if self.midi is not None else None,
+            "midi_feedback": None if self.midi_feedback is None else {
+                "port": self.midi_feedback.describe(), "error": self.midi_feedback.last_error},
             "state_dir": str(self.state_dir),
         }
 

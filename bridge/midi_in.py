@@ -49,6 +49,25 @@ class MidiBinding:
     def resolution(self) -> int:
         return self.bits or (7 if self.kind == "cc" else 14)
 
+    def wire(self, value: float) -> int:
+        """A knob value 0..1 as this binding carries it (0..127, or 0..16383 at 14 bits); a
+        relative binding's LED ring is shown the value as an absolute 7-bit CC."""
+        top = 16383 if self.resolution == 14 and self.relative is None else 127
+        return int(round(min(max(float(value), 0.0), 1.0) * top))
+
+    def messages(self, wire: int) -> list[tuple[int, int, int]]:
+        """The (channel 1..16, cc, value) messages that show `wire` on the surface: the encoding
+        the decoder reads (module docstring), on the binding's channel (1 when it takes any)."""
+        ch = self.channel or 1
+        if self.kind == "cc":
+            return [(ch, self.number, wire)]
+        if self.kind == "cc14":
+            return [(ch, self.number, wire >> 7), (ch, self.number + 32, wire & 127)]
+        select = [(ch, 99, self.number >> 7), (ch, 98, self.number & 127)]
+        if self.resolution == 7:
+            return select + [(ch, 6, wire)]
+        return select + [(ch, 6, wire >> 7), (ch, 38, wire & 127)]
+
     def event(self, value: float, t_in: float) -> Event:
         """`value`: the knob's new value 0..1, or for a relative binding the change to add."""
         rel = self.relative is not None
@@ -143,8 +162,11 @@ class MidiInput:
     """A port chosen by name substring, (re)opened by a polling thread; events go to `sink`."""
 
     def __init__(self, port: str, bindings: list[MidiBinding], sink: Callable[[Event], None], *,
-                 backend: str | None = None, poll_interval: float = 0.5) -> None:
+                 backend: str | None = None, poll_interval: float = 0.5,
+                 on_connect: Callable[[], None] | None = None) -> None:
+        """`on_connect`: called (on the polling thread) each time the port is opened."""
         self.port_substring = port
+        self.on_connect = on_connect
         self.decoder = MidiDecoder(bindings)
         self.sink = sink
         self.backend_name = backend
@@ -192,6 +214,11 @@ class MidiInput:
                 self.port_name = name
                 self.connects += 1
                 log.info("MIDI in: listening to %r", name)
+                if self.on_connect is not None:
+                    try:
+                        self.on_connect()
+                    except Exception:  # the polling thread must go on
+                        log.exception("MIDI in: the on-connect call failed")
                 return
 
     def _close_port(self) -> None:

@@ -12,8 +12,12 @@ ports (`MidoPorts`, https://mido.readthedocs.io/en/stable/ports/index.html).
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from typing import Any, Callable
+
+log = logging.getLogger("eqbridge.midi")
 
 RTMIDI = "mido.backends.rtmidi"
 CLIENT_NAMES = {False: "eqbridge", True: "eqbridge-out"}
@@ -92,6 +96,76 @@ class MidoPorts:
 
     def delete(self) -> None:
         pass
+
+
+class MidiNotConnected(RuntimeError):
+    pass
+
+
+RECHECK_S = 1.0
+"""How often an open output port is looked for in the port list (unplug detection)."""
+
+
+class OutputPort:
+    """An output port found by name substring and kept open: re-found after an unplug.
+
+    Listing ports costs a system call round (and under JACK a server query), so an open port is
+    re-checked against the port list at most every RECHECK_S seconds, or at once after a send
+    failed; a send in between goes straight out. `opens` counts the times a port was opened (a
+    device that came back may have forgotten what it was sent)."""
+
+    def __init__(self, substring: str, backend: str | None = None) -> None:
+        self.substring = substring
+        self.backend_name = backend
+        self.name: str | None = None
+        self.opens = 0
+        self._ports: RtMidiPorts | MidoPorts | None = None
+        self._port: Any = None
+        self._checked = -1e9  # monotonic time the open port was last found in the port list
+
+    def port(self) -> Any:
+        """The open port (has `send(mido message)`); raises MidiNotConnected when none matches."""
+        now = time.monotonic()
+        if self._port is not None and now - self._checked < RECHECK_S:
+            return self._port
+        if self._ports is None:
+            self._ports = midi_ports(self.backend_name, output=True)
+        self._checked = now
+        names = self._ports.names()
+        if self._port is not None:
+            if self.name in names:
+                return self._port
+            self.drop()
+        for name in names:
+            if self.substring.lower() in name.lower():
+                self._port, self.name = self._ports.open(name), name
+                self.opens += 1
+                log.info("MIDI out: opened %r", name)
+                return self._port
+        raise MidiNotConnected(f"no MIDI output port matching {self.substring!r}")
+
+    def send(self, msgs: list[Any]) -> None:
+        """Send mido messages in order; a failure drops the port (unplugged? the next send lists
+        the ports and reopens) and raises."""
+        port = self.port()
+        try:
+            for m in msgs:
+                port.send(m)
+        except Exception:
+            self.drop()
+            raise
+
+    def drop(self) -> None:
+        """Close the port; the client stays for the next listing."""
+        port, self._port, self.name = self._port, None, None
+        if port is not None:
+            port.close()
+
+    def close(self) -> None:
+        self.drop()
+        if self._ports is not None:
+            self._ports.delete()
+            self._ports = None
 
 
 def midi_ports(backend_name: str | None, *, output: bool = False) -> RtMidiPorts | MidoPorts:

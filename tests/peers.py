@@ -336,12 +336,63 @@ class JackServer:
 
     def stop(self) -> None:
         import os
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            end_process(self.proc, 10.0)
         os.environ.pop("JACK_DEFAULT_SERVER", None)
         os.environ.pop("JACK_NO_START_SERVER", None)
+
+
+class JackMidiMonitor:
+    """A stand-in controller's MIDI input: jackd2's own `jack_midi_dump CLIENT` (port
+    CLIENT:input), read line by line into mido messages (`messages`, in arrival order). A C client in its own process, so what
+    it shows does not depend on python-rtmidi's input or on this process's GIL."""
+
+    def __init__(self, client: str) -> None:
+        import shutil
+        import subprocess
+        import threading
+
+        exe, stdbuf = shutil.which("jack_midi_dump"), shutil.which("stdbuf")
+        if exe is None or stdbuf is None:
+            raise RuntimeError("jack_midi_dump (Debian package jackd2) and stdbuf (coreutils) are needed")
+        self.client = client
+        self.messages: list = []
+        # stdbuf: a line at a time through the pipe, not in 4 kB blocks
+        self.proc = subprocess.Popen([stdbuf, "-oL", exe, client], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        import mido
+        for line in self.proc.stdout:  # "   123: b0 07 40 control change (channel  0): ..."
+            head, sep, rest = line.partition(":")
+            if not sep or not head.strip().isdigit():
+                continue
+            hexbytes = []
+            for tok in rest.split():
+                if len(tok) != 2:
+                    break
+                try:
+                    hexbytes.append(int(tok, 16))
+                except ValueError:
+                    break
+            try:
+                self.messages.append(mido.Message.from_bytes(hexbytes))
+            except ValueError:
+                continue
+
+    def close(self) -> None:
+        end_process(self.proc, 5.0)
+        self._thread.join(timeout=2)
+
+
+def end_process(proc, timeout: float) -> None:
+    """Terminate a child process, killing it if it has not ended within `timeout` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except Exception:
+            proc.kill()
+            proc.wait()

@@ -37,6 +37,7 @@ targets:
   - {name: synth, daw: midi, port_name: Synth, cc_map: {band1.gain: [2, 21]}}
 midi:
   input: nano
+  feedback: nano
   map:
     - {control: amount, cc: 7, channel: 1}
     - {control: macro/1, cc14: 16}
@@ -54,6 +55,7 @@ state_dir: /tmp/eqb-state
     assert cfg.targets[2].cc_map == (("band1.gain", 2, 21),)
     assert [b.kind for b in cfg.midi_map] == ["cc", "cc14", "nrpn", "cc"] and cfg.midi_map[2].bits == 7
     assert [(b.relative, b.step) for b in cfg.midi_map[2:]] == [(None, 1 / 127), ("sign", 0.02)]
+    assert cfg.midi_feedback == "nano"
 
 
 @pytest.mark.parametrize("data,fragment", [
@@ -75,6 +77,8 @@ state_dir: /tmp/eqb-state
     ({"midi": {"input": "x", "map": [{"control": "amount", "cc": 4, "relative": "relative1"}]}}, "one of twos, offset, sign"),
     ({"midi": {"input": "x", "map": [{"control": "amount", "cc": 4, "step": 0.1}]}}, "map[0].step: only with relative"),
     ({"midi": {"input": "x", "map": [{"control": "amount", "cc": 4, "relative": "twos", "step": 0}]}}, "a number in (0, 1]"),
+    ({"midi": {"input": "x", "feedback": "x"}}, "midi.feedback: also give midi.map"),
+    ({"midi": {"input": "x", "feedback": 3, "map": [{"control": "amount", "cc": 4}]}}, "midi.feedback"),
     ({"state_dir": "relative"}, "absolute"),
     ({"knob_answers": "guess"}, "knob_answers: one of tangent, refit"),
     ({"targets": [{"daw": "ableton", "osc_bundle": True}]}, "osc_bundle: true or false, for daw: reaper only"),
@@ -116,3 +120,5 @@ def test_flags_override():
     assert (cfg.targets[0].follow_fx, cfg.targets[0].osc_bundle, cfg.targets[1]) == ("ReaEQ", True, live)
     with pytest.raises(ConfigError, match="--reaper-follow: must be a non-empty string"):
         with_overrides(Config(), reaper_follow=" ")
+    with pytest.raises(ConfigError, match="--midi-feedback: the config file's midi.map"):
+        with_overrides(Config(), midi_feedback="nano")

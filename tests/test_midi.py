@@ -11,8 +11,9 @@ import pytest
 from bridge.config import Config, default_target
 from bridge.daemon import Daemon
 from bridge.midi_in import MidiBinding, MidiDecoder, MidiInput
+from bridge.midi_ports import RECHECK_S
 from fakes import FakeModel, fake_fit, fake_load_mapping
-from peers import JackServer, ReaperPeer, UdpPeer, wait_until
+from peers import JackMidiMonitor, JackServer, ReaperPeer, UdpPeer, wait_until
 
 mido = pytest.importorskip("mido")
 
@@ -75,6 +76,24 @@ def test_relative_encodings_give_signed_ticks_times_step():
         MidiDecoder([MidiBinding("amount", "cc", 4, relative="relative1")]).feed(cc(4, 1))
 
 
+def test_feedback_messages_are_what_the_decoder_reads():
+    """Each binding's feedback, fed to a decoder of the same binding (an encoder's as an absolute
+    CC, which its LED ring takes), gives the knob value back at the binding's resolution."""
+    bindings = [MidiBinding("amount", "cc", 7, channel=3), MidiBinding("macro/1", "cc14", 16),
+                MidiBinding("macro/2", "nrpn", 1000), MidiBinding("macro/3", "nrpn", 5, bits=7),
+                MidiBinding("macro/4", "cc", 21, relative="twos")]
+    for b in bindings:
+        absolute = MidiDecoder([MidiBinding(b.control, b.kind, b.number, b.channel, b.bits)])
+        top = 16383 if b.resolution == 14 and b.relative is None else 127
+        for value in (0.0, 0.3, 0.5, 0.77, 1.0):
+            wire = b.wire(value)
+            assert 0 <= wire <= top and abs(wire / top - value) <= 0.5 / top
+            got = [out for ch, number, v in b.messages(wire) for out in absolute.feed(cc(number, v, ch))]
+            assert [(g.control, v) for g, v in got] == [(b.control, wire / top)], (b, value)
+            assert all(ch == (b.channel or 1) for ch, _, _ in b.messages(wire))
+    assert MidiBinding("amount", "cc", 7).wire(1.7) == 127 and MidiBinding("amount", "cc", 7).wire(-1) == 0
+
+
 @pytest.fixture(scope="module")
 def jack():
     server = JackServer()
@@ -92,13 +111,13 @@ JACK: list = []
 
 
 
-def send_paced(d, port, msgs, resend: int = 0) -> int:
+def send_paced(d, port, msgs, resend: int = 2) -> int:
     """One message in flight at a time: python-rtmidi 1.5.8's JACK output repeats stale bytes when
     a burst is written while JACK's process cycle reads (seen here: 300 quick sends, 175 wrong).
     We test our input, so the stand-in surface waits until each message has arrived. Under CPU
-    load the dummy JACK transport itself sometimes loses one; with `resend`, a message not seen
-    within 3 s is sent again (only for absolute 7-bit CCs, where that is harmless). Returns how
-    many were resent."""
+    load the dummy JACK transport itself sometimes loses one: a message the daemon's MIDI callback
+    has not seen within 3 s (its counter says so) is sent again, up to `resend` times; that is safe
+    even for an encoder's relative tick, which the daemon never got. Returns how many were resent."""
     resent = 0
     for m in msgs:
         n = d.midi.received
@@ -150,7 +169,7 @@ def test_knobs_over_jack_before_device_and_after_replug(jack, tmp_path):
         send_paced(d, surface, [cc(7, 0)])
         assert wait_until(lambda: status(client, dest)["amount"] == 0.0)
         # many CCs in a row: every one arrives, the state ends at the last one
-        resent = send_paced(d, surface, [cc(7, i % 128) for i in range(500)] + [cc(7, 42)], resend=2)
+        resent = send_paced(d, surface, [cc(7, i % 128) for i in range(500)] + [cc(7, 42)])
         assert resent <= 5, f"the JACK transport lost {resent} of 501 messages"
         assert wait_until(lambda: status(client, dest)["amount"] == pytest.approx(42 / 127))
         surface.close()
@@ -192,6 +211,81 @@ def test_an_endless_encoder_nudges_the_value_the_knob_has_now(jack):
     finally:
         surface.close()
         d.stop()
+        client.close()
+        reaper.close()
+
+
+def test_the_controller_shows_the_knobs_but_gets_no_echo_of_its_own_moves(jack):
+    """MIDI feedback over JACK: the controller's LEDs get every knob in its binding's encoding at
+    start, a macro moved over OSC, the macros a phrase resets, an encoder's new value, an undo;
+    never the value it just sent itself; and everything again after it is unplugged and back.
+
+    The LEDs are jackd2's jack_midi_dump (a C client in its own process). The dummy JACK server
+    here is not real-time, and a client late for a cycle loses that cycle's MIDI (JackServer.xruns):
+    a value not shown within 3 s is asked for again the way a replugged controller asks
+    (`refresh`), which resends the same values. A lost message cannot fake an echo."""
+    reaper = ReaperPeer()
+    bindings = (MidiBinding("amount", "cc", 7), MidiBinding("macro/1", "cc14", 16),
+                MidiBinding("macro/2", "cc", 21, relative="twos", step=0.01), MidiBinding("macro/3", "nrpn", 1000))
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="fake4",
+                                                     min_interval_ms=0.0),),
+                 midi_input="eqb-ctl", midi_feedback="eqb-ctl", midi_backend=JackServer.BACKEND, midi_map=bindings)
+    be = mido.Backend(JackServer.BACKEND)
+    leds = JackMidiMonitor("eqb-ctl-leds")
+    knobs = be.open_output("eqb-ctl", virtual=True)
+    d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, persist=False)
+    d.start()
+    client = UdpPeer()
+    dest = ("127.0.0.1", d.osc_port)
+    absolute = [MidiBinding(b.control, b.kind, b.number, b.channel, b.bits) for b in bindings]
+
+    def shown(since=0):
+        """What the LEDs show, read back with the bindings' decoder (the encoder's as absolute)."""
+        dec, out = MidiDecoder(absolute), {}
+        for m in list(leds.messages[since:]):
+            out.update((b.control, v) for b, v in dec.feed(m))
+        return out
+
+    def wait_shown(want, since=0):
+        def ok():
+            got = shown(since)
+            return all(c in got and abs(got[c] - v) <= 0.5 / 127 for c, v in want.items())
+        for _ in range(3):
+            if wait_until(ok, timeout=3.0):
+                return
+            d.midi_feedback.refresh()
+        assert ok(), (want, shown(since), d.midi_feedback.describe(), d.midi_feedback.last_error)
+
+    try:
+        wait_shown({"amount": 0.5, "macro/1": 0.5, "macro/2": 0.5, "macro/3": 0.5})
+        assert wait_until(lambda: d.midi.connects == 1)
+        client.send(dest, "/eqbridge/macro/1", 0.8)
+        wait_shown({"macro/1": 0.8})
+        mark = len(leds.messages)
+        send_paced(d, knobs, [cc(7, 100)])  # the hand turns the amount
+        assert wait_until(lambda: status(client, dest)["amount"] == pytest.approx(100 / 127))
+        client.send(dest, "/eqbridge/text", "warm")  # resets macro 1; any echo would come before
+        wait_shown({"macro/1": 0.5}, since=mark)
+        assert all(m.control != 7 for m in leds.messages[mark:]), "the amount was echoed to the hand"
+        mark = len(leds.messages)
+        send_paced(d, knobs, [cc(21, 3)])  # an encoder: three ticks up
+        wait_shown({"macro/2": 0.53}, since=mark)
+        mark = len(leds.messages)
+        client.send(dest, "/eqbridge/undo")
+        wait_shown({"macro/2": 0.5}, since=mark)
+        assert status(client, dest)["midi_feedback"]["error"] is None
+        leds.close()  # unplugged: in and out go away together
+        knobs.close()
+        assert wait_until(lambda: d.midi.port is None)
+        leds = JackMidiMonitor("eqb-ctl-leds")
+        time.sleep(0.3)  # its port registered before the input comes back and asks for everything
+        knobs = be.open_output("eqb-ctl", virtual=True)
+        assert wait_until(lambda: d.midi.connects == 2)
+        wait_shown({"amount": 100 / 127, "macro/1": 0.5, "macro/2": 0.5, "macro/3": 0.5})
+    finally:
+        d.stop()
+        leds.close()
+        knobs.close()
         client.close()
         reaper.close()
 
@@ -261,7 +355,7 @@ def test_cc_out_finds_the_host_again_after_it_goes_away(jack):
         tgt.submit([HostParam("band1.gain", 1.0, 0.0)])
         assert wait_until(lambda: [m.value for m in got] == [127])
         host.close()
-        time.sleep(midi_out.RECHECK_S + 0.1)
+        time.sleep(RECHECK_S + 0.1)
         tgt.submit([HostParam("band1.gain", 0.0, 0.0)])
         assert wait_until(lambda: tgt.last_error is not None)
         assert "eqb-host-again" in tgt.last_error and [m.value for m in got] == [127]

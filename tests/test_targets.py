@@ -236,11 +236,11 @@ class _FakeMidiPorts:
 
 def test_midi_out_does_not_list_ports_on_every_flush():
     pytest.importorskip("mido")  # MidiCcTarget builds mido messages
-    from bridge.targets import midi_out
+    from bridge import midi_ports
     from bridge.targets.midi_out import MidiCcTarget
     be = _FakeMidiPorts()
     tgt = MidiCcTarget("eqb-host", cc_map={"band1.gain": (2, 21)})
-    tgt._ports = be
+    tgt.port._ports = be
     for i in range(50):
         tgt._send([(hp("band1.gain", i / 100), i)])
     assert len(be.opened) == 1 and len(be.opened[0].sent) == 50
@@ -252,7 +252,7 @@ def test_midi_out_does_not_list_ports_on_every_flush():
     tgt._send([(hp("band1.gain", 0.9), 101)])
     assert be.listings == 2 and len(be.opened) == 2 and be.opened[1].sent[-1].value == 101
     # after RECHECK_S the open port is checked against the list again (a quiet unplug)
-    tgt._checked -= midi_out.RECHECK_S
+    tgt.port._checked -= midi_ports.RECHECK_S
     be.listed = ["Some Synth"]
-    with pytest.raises(midi_out.MidiNotConnected):
+    with pytest.raises(midi_ports.MidiNotConnected):
         tgt._send([(hp("band1.gain", 0.1), 5)])

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--feedback", action="append", metavar="HOST:PORT",
                    help="also send /eqbridge/curve and /eqbridge/params here (repeatable)")
     p.add_argument("--midi-in", metavar="SUBSTRING", help="MIDI input port name substring (with midi.map in the config)")
+    p.add_argument("--midi-feedback", metavar="SUBSTRING",
+                   help="MIDI output port name substring: the knobs' values go back to the controller "
+                        "(LED rings, motor faders) in midi.map's encodings")
     p.add_argument("--midi-backend", metavar="NAME", help="mido backend, e.g. mido.backends.rtmidi/UNIX_JACK")
     p.add_argument("--profile", metavar="NAME",
                    help="the user's preference profile (default: config key `profile`, else 'default'); "
@@ -54,6 +57,7 @@ def build_config(args: argparse.Namespace):
     return with_overrides(cfg, osc_host=args.osc_host, osc_port=args.osc_port, reaper=args.reaper,
                           ableton=args.ableton, track=args.track, fx=args.fx, mapping=args.mapping,
                           feedback=args.feedback, midi_input=args.midi_in, midi_backend=args.midi_backend,
+                          midi_feedback=getattr(args, "midi_feedback", None),
                           profile=getattr(args, "profile", None),
                           reaper_real_units=getattr(args, "reaper_real_units", False),
                           reaper_bundle=getattr(args, "reaper_bundle", False),
@@ -88,6 +92,8 @@ def check(cfg) -> int:
         for b in cfg.midi_map:
             ch = f"channel {b.channel}" if b.channel else "any channel"
             print(f"  {b.kind} {b.number} ({ch}) -> {b.control}")
+    if cfg.midi_feedback:
+        print(f"MIDI feedback: the knobs' values to a port matching {cfg.midi_feedback!r}")
     print(f"knob moves: answered by {'the fit tangent, polished at rest' if cfg.knob_answers == 'tangent' else 'a warm refit each'}")
     print(f"state: {cfg.data_dir()}")
     try:

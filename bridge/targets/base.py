@@ -192,8 +192,10 @@ class OutputTarget:
                     self._last_sent[p.key] = v
             self.last_error = None
         except Exception as exc:  # the host is away: keep the values pending for a later flush
+            # said once per reason: the retries every half second only at debug level
+            log.log(logging.DEBUG if str(exc) == self.last_error else logging.WARNING,
+                    "%s: send failed: %s", self.name, exc)
             self.last_error = str(exc)
-            log.warning("%s: send failed: %s", self.name, exc)
             with self._cond:
                 for p, v in batch:
                     self._pending.setdefault(p.key, (p, v))

@@ -8,23 +8,13 @@ explicit map, parameters get consecutive CCs from `first_cc` in the order they f
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
 from bridge.bands import HostParam
-from bridge.midi_ports import MidoPorts, RtMidiPorts, midi_ports
+from bridge.midi_ports import OutputPort
 from bridge.targets.base import OutputTarget
 
-log = logging.getLogger("eqbridge.targets.midi")
-
 DEFAULT_MIN_INTERVAL = 0.005
-RECHECK_S = 1.0
-"""How often an open output port is looked for in the port list (unplug detection)."""
-
-
-class MidiNotConnected(RuntimeError):
-    pass
 
 
 class MidiCcTarget(OutputTarget):
@@ -38,11 +28,7 @@ class MidiCcTarget(OutputTarget):
         self.cc_map: dict[str, tuple[int, int]] = dict(cc_map or {})
         self.auto = cc_map is None
         self.channel, self.next_cc = int(channel), int(first_cc)
-        self.backend_name = backend
-        self._ports: RtMidiPorts | MidoPorts | None = None
-        self._port: Any = None
-        self._port_name: str | None = None
-        self._checked = -1e9  # monotonic time the open port was last found in the port list
+        self.port = OutputPort(port, backend)
 
     def binding(self, key: str) -> tuple[int, int] | None:
         b = self.cc_map.get(key)
@@ -57,54 +43,17 @@ class MidiCcTarget(OutputTarget):
             return None
         return int(round(min(max(float(p.normalized), 0.0), 1.0) * 127))
 
-    def _open(self) -> Any:
-        """The open port. Listing ports costs a system call round (and under JACK a server query),
-        so an open port is re-checked against the port list at most every RECHECK_S seconds, or
-        at once after a send failed; a flush in between sends straight away."""
-        now = time.monotonic()
-        if self._port is not None and now - self._checked < RECHECK_S:
-            return self._port
-        if self._ports is None:
-            self._ports = midi_ports(self.backend_name, output=True)
-        self._checked = now
-        names = self._ports.names()
-        if self._port is not None:
-            if self._port_name in names:
-                return self._port
-            self._drop_port()
-        for name in names:
-            if self.port_substring.lower() in name.lower():
-                self._port, self._port_name = self._ports.open(name), name
-                log.info("MIDI out: opened %r", name)
-                return self._port
-        raise MidiNotConnected(f"no MIDI output port matching {self.port_substring!r}")
-
     def _connect(self) -> None:
-        self._open()
+        self.port.port()
 
-    def _send(self, batch: list[tuple[HostParam, int]]) -> int:
+    def _send(self, batch: list[tuple[HostParam, Any]]) -> int:
         import mido
-        port = self._open()
-        try:
-            for p, v in batch:
-                ch, cc = self.cc_map[p.key]
-                port.send(mido.Message("control_change", channel=ch - 1, control=cc, value=v))
-        except Exception:
-            self._drop_port()  # unplugged? the next attempt lists the ports and reopens
-            raise
+        self.port.send([mido.Message("control_change", channel=self.cc_map[p.key][0] - 1,
+                                     control=self.cc_map[p.key][1], value=v) for p, v in batch])
         return len(batch)
 
-    def _drop_port(self) -> None:
-        """Close the port; the client stays for the next listing."""
-        port, self._port, self._port_name = self._port, None, None
-        if port is not None:
-            port.close()
-
     def _close(self) -> None:
-        self._drop_port()
-        if self._ports is not None:
-            self._ports.delete()
-            self._ports = None
+        self.port.close()
 
     def describe(self) -> str:
         return f"MIDI CC out to a port matching {self.port_substring!r}"
