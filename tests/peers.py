@@ -344,7 +344,8 @@ class JackServer:
 
 class JackMidiMonitor:
     """A stand-in controller's MIDI input: jackd2's own `jack_midi_dump CLIENT` (port
-    CLIENT:input), read line by line into mido messages (`messages`, in arrival order). A C client in its own process, so what
+    CLIENT:input), read line by line into mido messages (`messages`, in arrival order; `stamped`:
+    (JACK frame time, message) pairs, messages of one cycle share a frame time or nearly). A C client in its own process, so what
     it shows does not depend on python-rtmidi's input or on this process's GIL."""
 
     def __init__(self, client: str) -> None:
@@ -357,15 +358,16 @@ class JackMidiMonitor:
             raise RuntimeError("jack_midi_dump (Debian package jackd2) and stdbuf (coreutils) are needed")
         self.client = client
         self.messages: list = []
+        self.stamped: list = []
         # stdbuf: a line at a time through the pipe, not in 4 kB blocks
-        self.proc = subprocess.Popen([stdbuf, "-oL", exe, client], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([stdbuf, "-oL", exe, "-a", client], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
         import mido
-        for line in self.proc.stdout:  # "   123: b0 07 40 control change (channel  0): ..."
+        for line in self.proc.stdout:  # "  49536: b0 07 40 control change (channel  0): ..." (-a: frame time)
             head, sep, rest = line.partition(":")
             if not sep or not head.strip().isdigit():
                 continue
@@ -378,9 +380,11 @@ class JackMidiMonitor:
                 except ValueError:
                     break
             try:
-                self.messages.append(mido.Message.from_bytes(hexbytes))
+                msg = mido.Message.from_bytes(hexbytes)
             except ValueError:
                 continue
+            self.stamped.append((int(head), msg))
+            self.messages.append(msg)
 
     def close(self) -> None:
         end_process(self.proc, 5.0)
@@ -396,3 +400,74 @@ def end_process(proc, timeout: float) -> None:
         except Exception:
             proc.kill()
             proc.wait()
+
+
+NOTES = (60, 62, 64, 65)
+NOTE_GROUPS = [[0x90, n, 64] for n in NOTES] + [[0x80, n, 64] for n in NOTES]
+"""One loop of `note_groups_player`: a group of note-ons in one frame, then of note-offs."""
+
+
+def note_groups_player(client: str):
+    """jackd2's `jack_midiseq CLIENT` (port CLIENT:out), a C client: the NOTES as note-ons in one
+    frame and note-offs 100 frames later, ten times a second at 48 kHz. Several messages in one
+    JACK cycle, as a controller's 14-bit pair or NRPN arrive. Returns the process."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("jack_midiseq")
+    if exe is None:
+        raise RuntimeError("jack_midiseq is not installed (Debian package jackd2)")
+    return subprocess.Popen([exe, client, "4800", *[str(x) for n in NOTES for x in (0, n, 100)]],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def score_note_groups(msgs: list[list[int]]) -> dict[str, int]:
+    """A stream read from `note_groups_player`, scored without timing: a message is right when it
+    follows its predecessor as NOTE_GROUPS says or starts a group (after a group was lost); a
+    repeat equals its predecessor; anything else is wrong."""
+    starts = (NOTE_GROUPS[0], NOTE_GROUPS[len(NOTES)])
+    out = {"read": len(msgs), "right": 0, "repeats": 0, "wrong": 0}
+    prev = None
+    for m in msgs:
+        if prev is not None and m == prev:
+            out["repeats"] += 1
+        elif m in starts or (prev in NOTE_GROUPS
+                             and m == NOTE_GROUPS[(NOTE_GROUPS.index(prev) + 1) % len(NOTE_GROUPS)]):
+            out["right"] += 1
+        else:
+            out["wrong"] += 1
+        prev = m
+    return out
+
+
+class GilHog:
+    """A thread that wants the GIL all the time (a little bytecode at a time) while `on` is set,
+    the way the daemon's engine holds it while it answers; with the switch interval at the
+    daemon's 0.5 ms while on. Use as a context manager (on inside) or set `on` by hand."""
+
+    def __init__(self) -> None:
+        self.on = threading.Event()
+        self._stop = False
+        self._switch = sys.getswitchinterval()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        sys.setswitchinterval(0.0005)
+
+    def _run(self) -> None:
+        while not self._stop:
+            if self.on.is_set():
+                sum(range(500))
+            else:
+                time.sleep(0.005)
+
+    def stop(self) -> None:
+        self._stop = True
+        self._thread.join()
+        sys.setswitchinterval(self._switch)
+
+    def __enter__(self) -> "GilHog":
+        self.on.set()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

@@ -1,0 +1,135 @@
+"""Several MIDI messages in one JACK cycle: does python-rtmidi's input read them right?
+
+A controller sends a 14-bit value as two CCs and an NRPN as four, back to back: under JACK they
+usually land in one cycle. jackd2's `jack_midiseq` (a C client) plays a group of four note-ons
+in one frame and four note-offs 100 frames later, ten times a second. Each reader's stream is
+scored against that cycle (`peers.score_note_groups`): right, a repeat of the message before, or wrong:
+
+  jack_midi_dump       jackd2's C monitor in its own process: what JACK delivered
+  rtmidi callback      python-rtmidi's callback on JACK's thread (the daemon's way until now)
+  rtmidi eqbridge      bridge.midi_ports.RtMidiPorts.open with a callback: the daemon's MIDI
+                       input, which under JACK drains RtMidi's queue from a thread of its own
+
+each with this process idle and then with a busy Python thread (the GIL switch interval at the
+daemon's 0.5 ms), the way the daemon's engine holds the GIL while it answers. A callback runs on
+JACK's thread and takes the GIL for every message; the queue is filled in C without it.
+The numbers are of this machine's non-real-time dummy JACK server, where clients are late often.
+
+    python bench/midi_bursts.py [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from peers import (NOTES, GilHog, JackMidiMonitor, JackServer, end_process, note_groups_player,  # noqa: E402
+                   score_note_groups)
+
+from bridge.midi_ports import RtMidiPorts  # noqa: E402
+
+
+def read_rtmidi(seconds: float, mode: str) -> list[list[int]]:
+    """`mode` "callback": python-rtmidi's callback on JACK's thread (how the daemon read until
+    now, the baseline); "eqbridge": `RtMidiPorts.open` with a callback, the daemon's MIDI input."""
+    got: list[list[int]] = []
+    ports = RtMidiPorts("UNIX_JACK")
+    name = next(n for n in ports.names() if n.startswith("seq:"))
+    if mode == "callback":
+        ports.open(name)
+        ports._rt.set_callback(lambda event, _data: got.append(list(event[0])))
+    else:
+        ports.open(name, lambda msg: got.append(msg.bytes()))
+    time.sleep(seconds)
+    if mode == "callback":
+        ports._rt.cancel_callback()
+    ports.delete()
+    return got
+
+
+def read_dump(seconds: float) -> list[list[int]]:
+    mon = JackMidiMonitor("bench-mon")
+    time.sleep(0.3)
+    subprocess.run(["jack_connect", "seq:out", "bench-mon:input"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(seconds)
+    mon.close()
+    return [m.bytes() for m in mon.messages]
+
+
+def report(label: str, msgs: list[list[int]], seconds: float) -> None:
+    sc = score_note_groups(msgs)
+    sent = int(round(seconds * 10)) * 2 * len(NOTES)
+    print(f"{label:<26} sent ~{sent:>5}  read {sc['read']:>5}  right {sc['right']:>5}  "
+          f"repeats {sc['repeats']:>4}  wrong {sc['wrong']:>4}  ({100.0 * (sc['repeats'] + sc['wrong']) / max(sc['read'], 1):5.2f} % bad)",
+          flush=True)
+
+
+def drain_cpu(seconds: float, mode: str) -> tuple[float, float]:
+    """This process's CPU use (% of one core) with an input open (`mode` as in read_rtmidi) on a
+    silent port, and on the sequencer's (ten groups a second)."""
+    import mido
+
+    quiet = mido.Backend(JackServer.BACKEND).open_output("bench-quiet", virtual=True)
+    out = []
+    for prefix in ("RtMidiOut Client:bench-quiet", "seq:"):
+        ports = RtMidiPorts("UNIX_JACK")
+        name = next(n for n in ports.names() if n.startswith(prefix))
+        if mode == "callback":
+            ports.open(name)
+            ports._rt.set_callback(lambda event, _data: None)
+        else:
+            ports.open(name, lambda msg: None)
+        time.sleep(0.6)  # past the first burst's fast rate
+        c0, t0 = time.process_time(), time.perf_counter()
+        time.sleep(seconds)
+        out.append(100.0 * (time.process_time() - c0) / (time.perf_counter() - t0))
+        if mode == "callback":
+            ports._rt.cancel_callback()
+        ports.delete()
+    quiet.close()
+    return out[0], out[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=10.0, help="per reader and load (default 10)")
+    args = ap.parse_args()
+    jack = JackServer()
+    why = jack.start()
+    if why is not None:
+        print(f"no JACK server: {why}")
+        return 1
+    seq = note_groups_player("seq")
+    busy = GilHog()
+    try:
+        time.sleep(0.5)
+        for load in (False, True):
+            (busy.on.set if load else busy.on.clear)()
+            tag = "busy" if load else "idle"
+            report(f"jack_midi_dump ({tag})", read_dump(args.seconds), args.seconds)
+            for mode in ("callback", "eqbridge"):
+                report(f"rtmidi {mode} ({tag})", read_rtmidi(args.seconds, mode), args.seconds)
+        busy.on.clear()
+        for mode in ("callback", "eqbridge"):
+            quiet, active = drain_cpu(min(args.seconds, 5.0), mode)
+            print(f"CPU of this process, rtmidi {mode} input open: on a quiet port {quiet:5.2f} %, "
+                  f"on the sequencer's {active:5.2f} % of a core", flush=True)
+        late, by_client = jack.xruns()
+        print(f"JACK: driver late {late} times; clients late: {by_client}")
+    finally:
+        busy.stop()
+        end_process(seq, 5.0)
+        jack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
