@@ -113,9 +113,10 @@ JACK: list = []
 
 
 def send_paced(d, port, msgs, resend: int = 2) -> int:
-    """One message in flight at a time: python-rtmidi 1.5.8's JACK output repeats stale bytes when
-    a burst is written while JACK's process cycle reads (seen here: 300 quick sends, 175 wrong).
-    We test our input, so the stand-in surface waits until each message has arrived. Under CPU
+    """One message in flight at a time, so each test says which message did not arrive. (A quick
+    burst of 300 once came in with 175 wrong: python-rtmidi's callback on JACK's thread misread
+    messages sharing a cycle; the input now reads RtMidi's queue, and 300 quick sends arrive
+    right; see test_messages_arriving_together_are_read_right_while_python_is_busy.) Under CPU
     load the dummy JACK transport itself sometimes loses one: a message the daemon's MIDI callback
     has not seen within 3 s (its counter says so) is sent again, up to `resend` times; that is safe
     even for an encoder's relative tick, which the daemon never got. Returns how many were resent."""
