@@ -38,7 +38,7 @@ midi:
   backend: null            # e.g. mido.backends.rtmidi/UNIX_JACK
   feedback: "nanoKONTROL"  # optional: output port substring; the knobs' values go back (LED rings, motor faders)
   map:
-    - {control: amount, cc: 7, channel: 1}
+    - {control: amount, cc: 7, channel: 1, pickup: true}   # a pot: moves once it reaches the value
     - {control: macro/1, cc14: 16}       # MSB on CC 16, LSB on CC 48
     - {control: macro/2, nrpn: 300, bits: 14}
     - {control: macro/3, cc: 21, relative: twos, step: 0.01}   # an endless encoder (twos|offset|sign)
@@ -273,7 +273,7 @@ def _target(d: Any, i: int) -> TargetSpec:
 
 def _binding(d: Any, i: int) -> MidiBinding:
     where = f"midi.map[{i}]"
-    _check_keys(d, {"control", "cc", "cc14", "nrpn", "channel", "bits", "relative", "step"}, where)
+    _check_keys(d, {"control", "cc", "cc14", "nrpn", "channel", "bits", "relative", "step", "pickup"}, where)
     control = _str(d.get("control"), f"{where}.control")
     controls = ["amount"] + [f"macro/{n}" for n in range(1, MAX_MACROS + 1)]
     if control not in controls:  # the model says how many knobs there are; more are refused at run time
@@ -293,8 +293,11 @@ def _binding(d: Any, i: int) -> MidiBinding:
     relative = d.get("relative")
     if relative is not None and (kind != "cc" or relative not in RELATIVE_ENCODINGS):
         raise ConfigError(f"{where}.relative: only for cc, one of {', '.join(RELATIVE_ENCODINGS)}; got {relative!r}")
+    pickup = d.get("pickup", False)
+    if not isinstance(pickup, bool) or (pickup and relative is not None):
+        raise ConfigError(f"{where}.pickup: true or false, and only for an absolute knob (not relative); got {pickup!r}")
     if "step" not in d:
-        return MidiBinding(control, kind, number, channel, bits, relative)
+        return MidiBinding(control, kind, number, channel, bits, relative, pickup=pickup)
     if relative is None:
         raise ConfigError(f"{where}.step: only with relative (an endless encoder's change per tick)")
     step = d["step"]

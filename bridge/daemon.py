@@ -50,7 +50,8 @@ from bridge import __version__
 from bridge.config import DAWS, Config, TargetSpec, default_target
 from bridge.errors import EqBridgeError
 from bridge.daemon_profile import ProfileLink
-from bridge.knob_feedback import ShownKnobs, knob_control, knob_values
+from bridge.knob_feedback import ShownKnobs, by_control, knob_control, knob_values
+from bridge.pickup import Pickup
 from bridge.osc_in import PREFIX, OscServer, build_addresses, build_message
 from bridge.model.curve import DEFAULT_AMOUNT, MAX_GAIN_DB
 from bridge.session import (CONTINUOUS, Event, PhraseCurves, Session, SessionError, SessionSnapshot, coalesce,
@@ -166,6 +167,7 @@ class Daemon:
         self._last_answer_at = 0.0  # monotonic time the EQ was last set (a render or a tangent answer)
         self._settle_at: float | None = None  # monotonic time to polish a tangent answer
         self.shown = ShownKnobs()  # the knob values each OSC client shows (bridge.knob_feedback)
+        self.pickup = Pickup()  # pots with soft takeover (bridge.pickup)
         self.knob_answers = {"tangent": 0, "refit": 0, "on_osc_thread": 0}
         self.phrases_on_osc_thread = 0
         self.knob_error_db: deque[tuple[float, float]] = deque(maxlen=2000)  # (tangent, polished)
@@ -340,6 +342,8 @@ class Daemon:
         so nothing but the answer itself stands between the datagram and the DAW. None: not
         answerable so (process() then does everything in the usual order)."""
         try:
+            if ev.pickup is not None and not self._taken_over(ev, self.pickup.would_accept):
+                return None
             knobs, _ = self.session.moved_knobs(ev)
             if knobs == self.session.state.knobs:
                 return None
@@ -456,6 +460,8 @@ class Daemon:
                     self._on_profile(ev)
                     continue
                 else:
+                    if ev.pickup is not None and not self._taken_over(ev, self.pickup.accept):
+                        continue  # a pot on its way to the knob's value (bridge.pickup)
                     undone = self.session.state.knobs if ev.kind == "undo" else None
                     changed |= self.session.apply(ev)
                     self._note_for_profile(ev, undone)
@@ -702,6 +708,13 @@ class Daemon:
             for i, v in self.shown.changes(d, values):
                 self.osc.send_dgram(d, build_message(f"{PREFIX}/{knob_control(i)}", [v]))
 
+    def _taken_over(self, ev: Event, check: Callable[[str, float, float], bool]) -> bool:
+        """May a pickup binding's move set the knob (`check`: Pickup.accept, or would_accept)?
+        A knob the model does not have is left for the session to refuse."""
+        i = 0 if ev.kind == "amount" else int(ev.args[0])
+        values = knob_values(self.session.state.knobs)
+        return i >= len(values) or check(ev.pickup, float(ev.args[-1]), values[i])
+
     def _heard(self, ev: Event) -> None:
         """The surface that moved a knob to a value shows it already: it is not echoed back."""
         i = 0 if ev.kind == "amount" else int(ev.args[0])
@@ -856,8 +869,15 @@ class Daemon:
             "midi": self.midi.describe() if self.midi is not None else None,
             "midi_feedback": None if self.midi_feedback is None else {
                 "port": self.midi_feedback.describe(), "error": self.midi_feedback.last_error},
+            "midi_pickup_waiting": self._pickups_waiting(),
             "state_dir": str(self.state_dir),
         }
+
+    def _pickups_waiting(self) -> list[str]:
+        """The pickup bindings whose pot has not reached its knob's value (their moves do nothing yet)."""
+        values = by_control(knob_values(self.session.state.knobs))
+        return [b.name for b in self.cfg.midi_map
+                if b.pickup and b.control in values and self.pickup.waiting(b.name, values[b.control])]
 
     def _follow_status(self, name: str) -> dict:
         follower = self.followers.get(name)

@@ -34,6 +34,11 @@ def knob_control(index: int) -> str:
     return "amount" if index == 0 else f"macro/{index}"
 
 
+def by_control(values: Sequence[float]) -> dict[str, float]:
+    """`knob_values` keyed by `knob_control` ("amount", "macro/1", ...), as bindings name them."""
+    return {knob_control(i): float(v) for i, v in enumerate(values)}
+
+
 class ShownKnobs:
     """Per surface (any hashable, e.g. an OSC sender's (host, port)): the knob values it shows."""
 

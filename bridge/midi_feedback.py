@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from bridge.bands import HostParam
-from bridge.knob_feedback import knob_control
+from bridge.knob_feedback import by_control
 from bridge.midi_in import MidiBinding
 from bridge.midi_ports import OutputPort
 from bridge.targets.base import OutputTarget
@@ -42,7 +42,7 @@ class MidiFeedback(OutputTarget):
 
     def _params(self, values: Sequence[float]) -> list[HostParam]:
         """One HostParam per binding (key: its index) whose knob exists; normalized = the value."""
-        controls = {knob_control(i): float(v) for i, v in enumerate(values)}
+        controls = by_control(values)
         return [HostParam(str(i), controls[b.control], controls[b.control])
                 for i, b in enumerate(self.bindings) if b.control in controls]
 

@@ -44,6 +44,12 @@ class MidiBinding:
     bits: int = 0  # 0: the kind's own (cc 7, cc14 14, nrpn 14); nrpn may be 7
     relative: str | None = None  # cc only: an endless encoder's encoding (RELATIVE_ENCODINGS; config checks)
     step: float = 1.0 / 127.0  # relative only: the change per tick, in the knob's 0..1 range
+    pickup: bool = False  # absolute only: soft takeover (bridge.pickup), for pots that show no value
+
+    @property
+    def name(self) -> str:
+        """How the binding is told apart (pickup state, status): e.g. "macro/1 cc14 16 ch any"."""
+        return f"{self.control} {self.kind} {self.number} ch {self.channel or 'any'}"
 
     @property
     def resolution(self) -> int:
@@ -71,10 +77,11 @@ class MidiBinding:
     def event(self, value: float, t_in: float) -> Event:
         """`value`: the knob's new value 0..1, or for a relative binding the change to add."""
         rel = self.relative is not None
+        pickup = self.name if self.pickup else None
         if self.control == "amount":
-            return Event("amount", (value,), None, "midi", t_in, relative=rel)
+            return Event("amount", (value,), None, "midi", t_in, relative=rel, pickup=pickup)
         n = int(self.control.split("/", 1)[1])
-        return Event("macro", (n, value), None, "midi", t_in, relative=rel)
+        return Event("macro", (n, value), None, "midi", t_in, relative=rel, pickup=pickup)
 
 
 def relative_ticks(encoding: str, value: int) -> int:

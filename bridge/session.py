@@ -49,6 +49,8 @@ class Event:
     `t_in` is time.perf_counter() at reception (for latency figures and logs).
     `relative`: a knob move's value is a change to add to the knob's current value (an endless
     encoder), applied in order and clipped to 0..1.
+    `pickup`: the name of the pickup binding (a pot) that sent it: the move counts only once the
+    pot has reached the knob's value (bridge.pickup; the daemon checks, the session does not).
     """
 
     kind: str
@@ -57,6 +59,7 @@ class Event:
     source: str = "osc"
     t_in: float = 0.0
     relative: bool = False
+    pickup: str | None = None
 
 
 @dataclass(frozen=True)

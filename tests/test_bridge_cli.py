@@ -38,10 +38,10 @@ def test_check_prints_the_plan(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "OSC in: udp 127.0.0.1:9555" in out and "127.0.0.1:8123, track 4" in out and "ableton" in out
     assert "MIDI" not in out
-    cfg.write_text("midi: {input: nano, map: [{control: amount, cc: 7}]}\n")
+    cfg.write_text("midi: {input: nano, map: [{control: amount, cc: 7}, {control: macro/1, cc: 8, pickup: true}]}\n")
     assert run_cli("serve", "--config", str(cfg), "--check", "--midi-feedback", "nanoKONTROL") == 0
     out = capsys.readouterr().out
-    assert "cc 7 (any channel) -> amount" in out and "the knobs' values to a port matching 'nanoKONTROL'" in out
+    assert "cc 7 (any channel) -> amount" in out and "cc 8 (any channel, pickup) -> macro/1" in out and "the knobs' values to a port matching 'nanoKONTROL'" in out
 
 
 def test_check_reports_an_unknown_mapping(capsys):

@@ -39,7 +39,7 @@ midi:
   input: nano
   feedback: nano
   map:
-    - {control: amount, cc: 7, channel: 1}
+    - {control: amount, cc: 7, channel: 1, pickup: true}
     - {control: macro/1, cc14: 16}
     - {control: macro/2, nrpn: 300, bits: 7}
     - {control: macro/3, cc: 21, relative: sign, step: 0.02}
@@ -56,6 +56,8 @@ state_dir: /tmp/eqb-state
     assert [b.kind for b in cfg.midi_map] == ["cc", "cc14", "nrpn", "cc"] and cfg.midi_map[2].bits == 7
     assert [(b.relative, b.step) for b in cfg.midi_map[2:]] == [(None, 1 / 127), ("sign", 0.02)]
     assert cfg.midi_feedback == "nano"
+    assert [b.pickup for b in cfg.midi_map] == [True, False, False, False]
+    assert cfg.midi_map[0].event(0.3, 0.0).pickup == cfg.midi_map[0].name == "amount cc 7 ch 1"
 
 
 @pytest.mark.parametrize("data,fragment", [
@@ -79,6 +81,9 @@ state_dir: /tmp/eqb-state
     ({"midi": {"input": "x", "map": [{"control": "amount", "cc": 4, "relative": "twos", "step": 0}]}}, "a number in (0, 1]"),
     ({"midi": {"input": "x", "feedback": "x"}}, "midi.feedback: also give midi.map"),
     ({"midi": {"input": "x", "feedback": 3, "map": [{"control": "amount", "cc": 4}]}}, "midi.feedback"),
+    ({"midi": {"input": "x", "map": [{"control": "amount", "cc": 4, "relative": "twos", "pickup": True}]}},
+     "map[0].pickup: true or false, and only for an absolute knob"),
+    ({"midi": {"input": "x", "map": [{"control": "amount", "cc": 4, "pickup": "yes"}]}}, "map[0].pickup"),
     ({"state_dir": "relative"}, "absolute"),
     ({"knob_answers": "guess"}, "knob_answers: one of tangent, refit"),
     ({"targets": [{"daw": "ableton", "osc_bundle": True}]}, "osc_bundle: true or false, for daw: reaper only"),

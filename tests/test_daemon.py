@@ -230,6 +230,49 @@ def test_faders_follow_the_knobs_but_hear_no_echo_of_their_own_moves(rig):
     assert knobs_after("/eqbridge/macro/3", 1.5)[0] == []  # refused: no knob moved, nothing shown
 
 
+def test_a_pot_with_pickup_moves_the_knob_only_once_it_reaches_the_value(tmp_path):
+    """Soft takeover: after a phrase resets macro 1, its pot (still up at 0.9) does nothing
+    until it passes the knob's value; then it follows; an OSC move hands control back until the
+    pot comes close again. A pot without pickup jumps the knob at once. Status names the pots
+    waiting."""
+    from bridge.midi_in import MidiBinding
+
+    reaper = ReaperPeer()
+    pot, plain = MidiBinding("macro/1", "cc", 20, pickup=True), MidiBinding("amount", "cc", 21)
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="fake4",
+                                                     min_interval_ms=0.0),), midi_map=(pot, plain))
+    d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, persist=False)
+    d.start()
+    client = UdpPeer()
+    dest = ("127.0.0.1", d.osc_port)
+
+    def turn(binding, cc_value):
+        """The pot sends `cc_value` (as the MIDI input hands it over); the status after it (the
+        status request is queued behind the move)."""
+        d.submit(binding.event(cc_value / 127, time.perf_counter()))
+        n = len(client.wait_address("/eqbridge/status", n=0, timeout=0))
+        client.send(dest, "/eqbridge/status")
+        return json.loads(client.wait_address("/eqbridge/status", n=n + 1)[n].args[0])
+
+    try:
+        send_and_wait(client, dest, "/eqbridge/text", "warm")
+        for v in (114, 89):  # 0.9, 0.7: above the knob's 0.5, not there yet
+            st = turn(pot, v)
+            assert st["macros"][0] == 0.5 and st["midi_pickup_waiting"] == [pot.name]
+        st = turn(pot, 57)  # 0.449: passed 0.5 since the last message, in control
+        assert st["macros"][0] == pytest.approx(57 / 127) and st["midi_pickup_waiting"] == []
+        assert turn(pot, 120)["macros"][0] == pytest.approx(120 / 127)  # follows, big steps too
+        send_and_wait(client, dest, "/eqbridge/macro/1", 0.2)
+        assert turn(pot, 110)["macros"][0] == f32(0.2)  # the OSC move took over: wait again
+        assert turn(pot, 29)["macros"][0] == f32(0.2)  # 0.228: not close enough yet
+        assert turn(pot, 26)["macros"][0] == pytest.approx(26 / 127)  # 0.205: within a step and a half
+        assert turn(plain, 127)["amount"] == 1.0  # no pickup: the knob jumps at once
+    finally:
+        d.stop()
+        client.close()
+        reaper.close()
+
+
 def test_target_switch_to_ableton_and_back(tmp_path):
     reaper = ReaperPeer()
     live_target = default_target("ableton", name="live", port=1, reply_port=0, mapping="fake4",

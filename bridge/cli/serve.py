@@ -91,7 +91,8 @@ def check(cfg) -> int:
         print(f"MIDI in: port matching {cfg.midi_input!r}" + (f" via {cfg.midi_backend}" if cfg.midi_backend else ""))
         for b in cfg.midi_map:
             ch = f"channel {b.channel}" if b.channel else "any channel"
-            print(f"  {b.kind} {b.number} ({ch}) -> {b.control}")
+            how = f", relative {b.relative}" if b.relative else ", pickup" if b.pickup else ""
+            print(f"  {b.kind} {b.number} ({ch}{how}) -> {b.control}")
     if cfg.midi_feedback:
         print(f"MIDI feedback: the knobs' values to a port matching {cfg.midi_feedback!r}")
     print(f"knob moves: answered by {'the fit tangent, polished at rest' if cfg.knob_answers == 'tangent' else 'a warm refit each'}")
