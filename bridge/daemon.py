@@ -50,7 +50,7 @@ from bridge import __version__
 from bridge.config import DAWS, Config, TargetSpec, default_target
 from bridge.errors import EqBridgeError
 from bridge.daemon_profile import ProfileLink
-from bridge.knob_feedback import ShownKnobs, by_control, knob_control, knob_values
+from bridge.knob_feedback import ShownKnobs, by_control, knob_control, knob_index, knob_values
 from bridge.pickup import Pickup
 from bridge.osc_in import PREFIX, OscServer, build_addresses, build_message
 from bridge.model.curve import DEFAULT_AMOUNT, MAX_GAIN_DB
@@ -711,13 +711,13 @@ class Daemon:
     def _taken_over(self, ev: Event, check: Callable[[str, float, float], bool]) -> bool:
         """May a pickup binding's move set the knob (`check`: Pickup.accept, or would_accept)?
         A knob the model does not have is left for the session to refuse."""
-        i = 0 if ev.kind == "amount" else int(ev.args[0])
+        i = knob_index(ev.kind, ev.args)
         values = knob_values(self.session.state.knobs)
         return i >= len(values) or check(ev.pickup, float(ev.args[-1]), values[i])
 
     def _heard(self, ev: Event) -> None:
         """The surface that moved a knob to a value shows it already: it is not echoed back."""
-        i = 0 if ev.kind == "amount" else int(ev.args[0])
+        i = knob_index(ev.kind, ev.args)
         value = knob_values(self.session.state.knobs)[i]
         if ev.reply_to:
             self.shown.heard(ev.reply_to, i, value)

@@ -34,6 +34,11 @@ def knob_control(index: int) -> str:
     return "amount" if index == 0 else f"macro/{index}"
 
 
+def knob_index(kind: str, args: tuple) -> int:
+    """Which of `knob_values` a knob move (Event kind "amount" or "macro", its args) moves."""
+    return 0 if kind == "amount" else int(args[0])
+
+
 def by_control(values: Sequence[float]) -> dict[str, float]:
     """`knob_values` keyed by `knob_control` ("amount", "macro/1", ...), as bindings name them."""
     return {knob_control(i): float(v) for i, v in enumerate(values)}
