@@ -72,14 +72,16 @@ def report(label: str, msgs: list[list[int]], seconds: float) -> None:
           flush=True)
 
 
-def drain_cpu(seconds: float, mode: str) -> tuple[float, float]:
-    """This process's CPU use (% of one core) with an input open (`mode` as in read_rtmidi) on a
-    silent port, and on the sequencer's (ten groups a second)."""
+def drain_cpu(seconds: float, mode: str) -> list[float]:
+    """This process's CPU use (% of one core) with an input open (`mode` as in read_rtmidi): on a
+    port that never sent anything, in the seconds after one message (0.6 s on), and on the
+    sequencer's (ten groups a second)."""
     import mido
 
     quiet = mido.Backend(JackServer.BACKEND).open_output("bench-quiet", virtual=True)
     out = []
-    for prefix in ("RtMidiOut Client:bench-quiet", "seq:"):
+    for prefix, poke in (("RtMidiOut Client:bench-quiet", False), ("RtMidiOut Client:bench-quiet", True),
+                         ("seq:", False)):
         ports = RtMidiPorts("UNIX_JACK")
         name = next(n for n in ports.names() if n.startswith(prefix))
         if mode == "callback":
@@ -87,7 +89,10 @@ def drain_cpu(seconds: float, mode: str) -> tuple[float, float]:
             ports._rt.set_callback(lambda event, _data: None)
         else:
             ports.open(name, lambda msg: None)
-        time.sleep(0.6)  # past the first burst's fast rate
+        time.sleep(0.1)
+        if poke:
+            quiet.send(mido.Message("control_change", control=1, value=1))
+        time.sleep(0.6)  # past the fast rate after a message
         c0, t0 = time.process_time(), time.perf_counter()
         time.sleep(seconds)
         out.append(100.0 * (time.process_time() - c0) / (time.perf_counter() - t0))
@@ -95,7 +100,7 @@ def drain_cpu(seconds: float, mode: str) -> tuple[float, float]:
             ports._rt.cancel_callback()
         ports.delete()
     quiet.close()
-    return out[0], out[1]
+    return out
 
 
 def main() -> int:
@@ -119,8 +124,9 @@ def main() -> int:
                 report(f"rtmidi {mode} ({tag})", read_rtmidi(args.seconds, mode), args.seconds)
         busy.on.clear()
         for mode in ("callback", "eqbridge"):
-            quiet, active = drain_cpu(min(args.seconds, 5.0), mode)
-            print(f"CPU of this process, rtmidi {mode} input open: on a quiet port {quiet:5.2f} %, "
+            quiet, after_one, active = drain_cpu(min(args.seconds, 5.0), mode)
+            print(f"CPU of this process, rtmidi {mode} input open: port never used {quiet:5.2f} %, "
+                  f"0.6-{0.6 + min(args.seconds, 5.0):g} s after a message {after_one:5.2f} %, "
                   f"on the sequencer's {active:5.2f} % of a core", flush=True)
         late, by_client = jack.xruns()
         print(f"JACK: driver late {late} times; clients late: {by_client}")

@@ -17,11 +17,12 @@ that has moved on: `bench/midi_bursts.py` (groups of four in one frame, a thread
 GIL) read 2.75 % and 1.62 % of such messages as repeats or wrong ones that way in two runs, none
 from the queue, which RtMidi fills in C without the GIL, and none at jackd2's own monitor (3.12 %
 against none in a third). In one of three runs of its test with the callback, nothing was read
-at all. The thread drains the queue every JACK_POLL_S, faster while messages come in.
-Its cost, in the same bench: this process at 4.0 % of a core on a quiet port and 7.4 % while
-messages come in, against 2.3 % either way with the callback (the JACK client's own thread); the
-daemon's share of a knob's way in rose by 0.03-0.14 ms at p50 and 0.2-0.3 ms at p99
-(`bench/bridge_latency.py --only midi`, two runs each way, interleaved).
+at all. The thread drains the queue every 0.2 to 5 ms, faster the more recent the last message
+(JACK_DRAIN_S). Its cost, in the same bench (two runs; the callback's figures are the JACK
+client's own thread and the bench's): this process at 3.5-3.8 % of a core on a port never used,
+5.6-6.0 % in the 10 s after a message and 10.0-10.3 % while messages come in, against 2.5-3.2 %
+with the callback; the daemon's share of a knob's way in rose by 0.03-0.14 ms at p50 and
+0.2-0.3 ms at p99 (`bench/bridge_latency.py --only midi`, two runs each way, interleaved).
 """
 
 from __future__ import annotations
@@ -37,14 +38,16 @@ log = logging.getLogger("eqbridge.midi")
 RTMIDI = "mido.backends.rtmidi"
 CLIENT_NAMES = {False: "eqbridge", True: "eqbridge-out"}
 """The JACK/ALSA client name of each direction (output: True), as a user sees it in the graph."""
-JACK_POLL_S = 0.001
-"""How often a quiet JACK input's queue is drained (module docstring): the most a gesture's first
-message waits."""
-JACK_ACTIVE_POLL_S = 0.0002
-JACK_ACTIVE_S = 0.5
-"""Within JACK_ACTIVE_S of a message (a knob being turned) the queue is drained every
-JACK_ACTIVE_POLL_S, so the rest of a gesture waits little; quiet, the thread wakes 1000 times a
-second."""
+JACK_DRAIN_S = ((0.5, 0.0002), (10.0, 0.001), (float("inf"), 0.005))
+"""How often a JACK input's queue is drained (module docstring), by the time since its last
+message: every 0.2 ms within 0.5 s (a knob being turned: the rest of a gesture waits little),
+every 1 ms within 10 s, every 5 ms after (a daemon left alone wakes 200 times a second; the
+first message after a long rest waits up to 5 ms, the rest of its gesture 0.2 ms)."""
+
+
+def drain_interval(quiet_s: float) -> float:
+    """The drain thread's sleep after `quiet_s` seconds without a message (JACK_DRAIN_S)."""
+    return next(sleep for within, sleep in JACK_DRAIN_S if quiet_s < within)
 
 
 class RtMidiPorts:
@@ -88,7 +91,7 @@ class RtMidiPorts:
             while (event := get()) is not None:
                 relay(event, None)
                 last = time.monotonic()
-            time.sleep(JACK_ACTIVE_POLL_S if time.monotonic() - last < JACK_ACTIVE_S else JACK_POLL_S)
+            time.sleep(drain_interval(time.monotonic() - last))
 
     def send(self, msg: Any) -> None:
         """Send a mido message on the open output port."""

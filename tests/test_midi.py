@@ -292,6 +292,12 @@ def test_the_controller_shows_the_knobs_but_gets_no_echo_of_its_own_moves(jack):
         reaper.close()
 
 
+def test_the_jack_input_is_drained_faster_the_more_recent_the_last_message():
+    from bridge.midi_ports import drain_interval
+    assert drain_interval(0.0) == drain_interval(0.4) < drain_interval(1.0) == drain_interval(9.0)
+    assert drain_interval(9.0) < drain_interval(11.0) == drain_interval(1e9) <= 0.005
+
+
 def test_messages_arriving_together_are_read_right_while_python_is_busy(jack):
     """Four messages in one JACK cycle (as a 14-bit pair or an NRPN arrive), ten groups a second
     from jackd2's C sequencer, while another thread wants the GIL all the time (the engine
