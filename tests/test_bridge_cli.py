@@ -127,3 +127,18 @@ def test_send_macro_name_keep_and_teach(served, capsys):
     prof = json.loads(capsys.readouterr().out)["profile"]
     assert prof["error"] is None and prof["kept"] == 1 and prof["taught"] == ["my vocal air"]
     assert prof["path"] == str(tmp / "xdg" / "eqbridge" / "profiles" / "default.sqlite3")
+
+
+def test_send_refuses_a_phrase_with_any_message_option(capsys):
+    """Every message option of `eqbridge send` (bridge.cli.send.OPTIONS, also named in its
+    error text) is refused beside a PHRASE, before anything is sent."""
+    from bridge.cli.send import OPTIONS
+    send_parser = parser()._subparsers._group_actions[0].choices["send"]
+    plumbing = {"help", "phrase", "host", "port", "timeout", "no_wait", "json"}
+    assert {a.dest for a in send_parser._actions} - plumbing == set(OPTIONS)
+    examples = {"amount": ["0.5"], "macro": ["1", "0.5"], "nudge": ["amount", "0.1"], "macro_name": ["1"],
+                "teach": ["x"], "bypass": ["1"], "target": ["reaper"]}
+    for dest in OPTIONS:
+        argv = ["send", "warm", "--" + dest.replace("_", "-"), *examples.get(dest, [])]
+        assert run_cli(*argv, "--port", "1") == 2, dest
+        assert "give either a PHRASE or one option" in capsys.readouterr().err

@@ -11,6 +11,11 @@ import time
 from bridge.osc_in import DEFAULT_OSC_PORT, build_message
 
 
+OPTIONS = ("amount", "macro", "nudge", "macro_name", "keep", "teach", "undo", "redo", "reset", "bypass", "target",
+           "status", "ping", "get")
+"""The message options (argparse dests), one of which replaces a PHRASE."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "send", help="send a phrase or a knob move to a running `eqbridge serve`",
@@ -85,16 +90,13 @@ def _message(args: argparse.Namespace) -> tuple[str, list, str]:
         return "/eqbridge/get", [], change
     if args.phrase is not None:
         return "/eqbridge/text", [args.phrase], change
-    raise SystemExit("eqbridge send: give a PHRASE or one of --amount, --macro, --nudge, --macro-name, --keep, --teach, "
-                     "--undo, --redo, --reset, --bypass, --target, --status, --ping, --get")
+    raise SystemExit(f"eqbridge send: give a PHRASE or one of {', '.join('--' + o.replace('_', '-') for o in OPTIONS)}")
 
 
 def run(args: argparse.Namespace) -> int:
     from pythonosc.osc_message import OscMessage
 
-    if args.phrase is not None and any(getattr(args, k) not in (None, False) for k in
-                                       ("amount", "macro", "nudge", "macro_name", "keep", "teach", "bypass", "target",
-                                        "undo", "redo", "reset", "status", "ping", "get")):
+    if args.phrase is not None and any(getattr(args, k) not in (None, False) for k in OPTIONS):
         print("eqbridge send: give either a PHRASE or one option", file=sys.stderr)
         return 2
     address, values, wait_for = _message(args)
