@@ -53,10 +53,9 @@ class MidiFeedback(OutputTarget):
 
     def heard(self, control: str, value: float) -> None:
         """The controller set `control` to `value` itself: its absolute bindings show that."""
-        with self._cond:
-            for i, b in enumerate(self.bindings):
-                if b.control == control and b.relative is None:
-                    self._last_sent[str(i)] = b.wire(value)
+        for i, b in enumerate(self.bindings):
+            if b.control == control and b.relative is None:
+                self.already_has(str(i), b.wire(value))
 
     def refresh(self) -> None:
         """Reconnect and send everything again: the controller came back (its input reconnected),

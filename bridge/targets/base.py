@@ -120,6 +120,12 @@ class OutputTarget:
         self._pending_answer = False
         return batch
 
+    def already_has(self, key: Hashable, value: Any) -> None:
+        """The host has `value` (as `wire_value` gives it) for `key` already (it sent it to us):
+        it is not sent unless it changes again."""
+        with self._cond:
+            self._last_sent[key] = value
+
     def forget(self) -> None:
         """Forget what was sent (the host may have changed under us): next submit sends all."""
         with self._cond:
