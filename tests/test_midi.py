@@ -326,6 +326,44 @@ def test_messages_arriving_together_are_read_right_while_python_is_busy(jack):
     assert sc["read"] >= 160 and sc["repeats"] == 0 and sc["wrong"] == 0, sc
 
 
+def test_14_bit_pairs_sent_unpaced_reach_the_daemon_as_sent(jack):
+    """A controller sends each 14-bit value as MSB and LSB back to back, and a fast turn sends
+    many: here 200 pairs as fast as the stand-in can, while the daemon answers them. Every value
+    the daemon decodes is one that was sent (a misread LSB would make one that was not), most of
+    them arrive (the dummy server may drop whole cycles), and the knob ends at the last."""
+    reaper = ReaperPeer()
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="fake4",
+                                                     min_interval_ms=0.0),),
+                 midi_input="eqb-fast14", midi_backend=JackServer.BACKEND, midi_map=(MidiBinding("macro/1", "cc14", 16),))
+    d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, persist=False)
+    be = mido.Backend(JackServer.BACKEND)
+    surface = be.open_output("eqb-fast14", virtual=True)
+    d.start()
+    client = UdpPeer()
+    dest = ("127.0.0.1", d.osc_port)
+    seen: list = []
+
+    def record(ev):
+        seen.append(round(ev.args[1] * 16383))
+        d.submit(ev)
+
+    try:
+        assert wait_until(lambda: d.midi.connects == 1)
+        d.midi.sink = record
+        sent = [(37 * i + 5) % 16384 for i in range(200)]
+        for v in sent:
+            surface.send(cc(16, v >> 7))
+            surface.send(cc(48, v & 127))
+        assert wait_until(lambda: status(client, dest)["macros"][0] == pytest.approx(sent[-1] / 16383), timeout=10.0), seen[-5:]
+        assert set(seen) <= set(sent), sorted(set(seen) - set(sent))[:10]
+        assert len(seen) >= len(sent) // 2, len(seen)
+    finally:
+        surface.close()
+        d.stop()
+        client.close()
+        reaper.close()
+
+
 def test_clock_sysex_and_sensing_never_reach_the_callback(jack):
     """A surface or a DAW may send MIDI clock (24 a beat), active sensing and sysex on the port a
     knob comes in on: rtmidi drops them before Python, so they never take the GIL on JACK's thread.
