@@ -1,27 +1,29 @@
 """The daemon: wires OSC in, MIDI in, the session, the model, the fitter and the targets.
 
-Threads: the OSC server thread parses and validates datagrams (and answers pings); the MIDI
-callback decodes knobs; a REAPER feedback listener (a target with `follow_fx`) reports where the
-selected track's EQ is; all put `Event`s on one bounded queue. Whoever holds the engine lock
-owns the session state: normally the engine thread, which drains the queue (a burst at a time),
+Threads: the OSC server thread parses and validates datagrams (and answers pings); the MIDI input's
+thread decodes knobs; a REAPER feedback listener (a target with `follow_fx`) reports where the
+selected track's EQ is; all put `Event`s on one bounded queue. Whoever holds the engine lock owns
+the session state: normally the engine thread, which drains the queue (a burst at a time),
 coalesces it (the latest phrase wins), applies it, renders the curve once, fits it, hands the host
-values to the active target (which sends only what changed, rate-limited, from its own thread)
-and answers `/eqbridge/curve` and `/eqbridge/params` to the senders and the feedback clients.
-When the queue is empty it does idle work in short units (`_idle_work`): a polish, a tangent, a
-stretch of a knob's line, a due save.
+values to the active target (which sends only what changed, rate-limited, from its own thread) and
+answers `/eqbridge/curve` and `/eqbridge/params` to the senders and the feedback clients, with the
+knobs' values where a client shows others (bridge.knob_feedback), and hands the knobs to the MIDI
+feedback (bridge.midi_feedback). A pickup binding's move counts once its pot has reached the knob's
+value (bridge.pickup). When the queue is empty it does idle work in short units (`_idle_work`): a
+polish, a tangent, a stretch of a knob's line, a due save.
 
 Knob moves (amount, macros, and undo/redo between them) are answered from the fit's tangent
 (`bridge.fit.fit_tangent`: how the fitted parameters move per unit of each knob, built while the
 engine is idle), which costs microseconds instead of a refit; once the knobs rest for
-SETTLE_AFTER_S a warm refit polishes the answer and sends whatever it changed. A lone OSC knob
-move or phrase (nothing queued, the engine idle, no further datagram waiting) is answered on the
-OSC thread itself, under the engine lock, without waking the engine thread. Bursts still go
-through the queue, where they are coalesced. (MIDI callbacks may run on JACK's process thread,
-so MIDI always queues.) A lone knob move, on either thread, is sent first (`_send_knob_first`:
-the tangent's line for that knob, host values, the target) and the session, the exact curve and
-the feedback are brought up to date after it. What the daemon loaded at start is frozen out of
-the garbage collector's sight (`gc.freeze`), so a full collection inside an answer costs
-microseconds, not tens of milliseconds.
+SETTLE_AFTER_S a warm refit polishes the answer and sends whatever it changed. A lone OSC knob move
+or phrase (nothing queued, the engine idle, no further datagram waiting) is answered on the OSC
+thread itself, under the engine lock, without waking the engine thread. Bursts still go through the
+queue, where they are coalesced. (MIDI always queues: its thread, the JACK queue's drain or a
+backend's callback thread, must never wait for the engine.) A lone knob move, on either thread, is
+sent first (`_send_knob_first`: the tangent's line for that knob, host values, the target) and the
+session, the exact curve and the feedback are brought up to date after it. What the daemon loaded
+at start is frozen out of the garbage collector's sight (`gc.freeze`), so a full collection inside
+an answer costs microseconds, not tens of milliseconds.
 
 The model, mapping and fit modules are imported lazily: without them the daemon still runs
 (phrases are refused with a reason; knobs still shape the reported curve).
