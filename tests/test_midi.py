@@ -405,9 +405,9 @@ def test_cc_out_over_jack(jack):
     from bridge.bands import HostParam
     from bridge.targets.midi_out import MidiCcTarget
 
-    be = mido.Backend(JackServer.BACKEND)
-    got = []
-    host = be.open_input("eqb-host", virtual=True, callback=lambda m: got.append(m))
+    host = JackMidiMonitor("eqb-host")  # the host with MIDI learn: a C client, not rtmidi's input
+    got = host.messages
+    time.sleep(0.3)  # its port registered
     tgt = MidiCcTarget("eqb-host", cc_map={"band1.gain": (2, 21), "band1.freq": (2, 22)},
                        backend=JackServer.BACKEND, min_interval=0.0)
     tgt.start()
@@ -430,9 +430,9 @@ def test_cc_out_finds_the_host_again_after_it_goes_away(jack):
     from bridge.bands import HostParam
     from bridge.targets import midi_out
 
-    be = mido.Backend(JackServer.BACKEND)
-    got = []
-    host = be.open_input("eqb-host-again", virtual=True, callback=got.append)
+    host = JackMidiMonitor("eqb-host-again")
+    got = host.messages
+    time.sleep(0.3)  # its port registered
     tgt = midi_out.MidiCcTarget("eqb-host-again", cc_map={"band1.gain": (1, 30)},
                                 backend=JackServer.BACKEND, min_interval=0.0)
     tgt.start()
@@ -444,8 +444,8 @@ def test_cc_out_finds_the_host_again_after_it_goes_away(jack):
         tgt.submit([HostParam("band1.gain", 0.0, 0.0)])
         assert wait_until(lambda: tgt.last_error is not None)
         assert "eqb-host-again" in tgt.last_error and [m.value for m in got] == [127]
-        host = be.open_input("eqb-host-again", virtual=True, callback=got.append)
-        assert wait_until(lambda: [m.value for m in got] == [127, 0], timeout=10.0)
+        host = JackMidiMonitor("eqb-host-again")  # the DAW is back: it gets the value kept
+        assert wait_until(lambda: [m.value for m in host.messages] == [0], timeout=10.0)
         assert tgt.last_error is None
     finally:
         tgt.stop()
