@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 
@@ -140,19 +142,36 @@ def status(client, dest):
     return json.loads(client.wait_address("/eqbridge/status", n=n + 1)[-1].args[0])
 
 
-def test_knobs_over_jack_before_device_and_after_replug(jack, tmp_path):
+@contextmanager
+def daemon_reading_midi(port: str, bindings, *, surface: bool = False, **config):
+    """A started daemon whose MIDI input looks for `port` (a substring) with `bindings`, driving a
+    stand-in REAPER; with `surface`, a stand-in controller's output port of that name is opened
+    first. Yields rig.d, rig.client, rig.dest (the daemon's OSC address), rig.reaper, rig.surface;
+    stops and closes them all."""
     reaper = ReaperPeer()
-    bindings = (MidiBinding("amount", "cc", 7), MidiBinding("macro/1", "cc14", 16),
-                MidiBinding("macro/2", "nrpn", 1000))
     cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="fake4",
                                                      min_interval_ms=0.0),),
-                 midi_input="eqb-surface", midi_backend=JackServer.BACKEND, midi_map=bindings)
+                 midi_input=port, midi_backend=JackServer.BACKEND, midi_map=tuple(bindings), **config)
+    out = mido.Backend(JackServer.BACKEND).open_output(port, virtual=True) if surface else None
     d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, persist=False)
-    d.start()  # the device does not exist yet
+    d.start()
     client = UdpPeer()
-    dest = ("127.0.0.1", d.osc_port)
-    be = mido.Backend(JackServer.BACKEND)
     try:
+        yield SimpleNamespace(d=d, client=client, dest=("127.0.0.1", d.osc_port), reaper=reaper, surface=out)
+    finally:
+        d.stop()
+        client.close()
+        reaper.close()
+        if out is not None:
+            out.close()
+
+
+def test_knobs_over_jack_before_device_and_after_replug(jack, tmp_path):
+    bindings = (MidiBinding("amount", "cc", 7), MidiBinding("macro/1", "cc14", 16),
+                MidiBinding("macro/2", "nrpn", 1000))
+    be = mido.Backend(JackServer.BACKEND)
+    with daemon_reading_midi("eqb-surface", bindings) as rig:  # the device does not exist yet
+        d, client, dest, reaper = rig.d, rig.client, rig.dest, rig.reaper
         assert d.midi.port is None and d.midi.connects == 0
         surface = be.open_output("eqb-surface", virtual=True)  # plug in
         assert wait_until(lambda: d.midi.connects == 1)
@@ -180,28 +199,15 @@ def test_knobs_over_jack_before_device_and_after_replug(jack, tmp_path):
             f"the JACK transport lost {resent} of 501 messages; xruns: driver {late}, clients {late_clients}")
         assert wait_until(lambda: status(client, dest)["amount"] == pytest.approx(42 / 127))
         surface.close()
-    finally:
-        d.stop()
-        client.close()
-        reaper.close()
 
 
 def test_an_endless_encoder_nudges_the_value_the_knob_has_now(jack):
     """Ticks add to the current value in order, whoever set it last (here an OSC move), and stop
     at the ends of the range."""
-    reaper = ReaperPeer()
     bindings = (MidiBinding("amount", "cc", 20, relative="twos", step=0.01),
                 MidiBinding("macro/1", "cc", 21, relative="sign", step=0.01))
-    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="fake4",
-                                                     min_interval_ms=0.0),),
-                 midi_input="eqb-encoders", midi_backend=JackServer.BACKEND, midi_map=bindings)
-    d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, persist=False)
-    be = mido.Backend(JackServer.BACKEND)
-    surface = be.open_output("eqb-encoders", virtual=True)
-    d.start()
-    client = UdpPeer()
-    dest = ("127.0.0.1", d.osc_port)
-    try:
+    with daemon_reading_midi("eqb-encoders", bindings, surface=True) as rig:
+        d, client, dest, reaper, surface = rig.d, rig.client, rig.dest, rig.reaper, rig.surface
         assert wait_until(lambda: d.midi.connects == 1)
         client.send(dest, "/eqbridge/amount", 0.2)
         assert wait_until(lambda: status(client, dest)["amount"] == pytest.approx(0.2))
@@ -215,11 +221,6 @@ def test_an_endless_encoder_nudges_the_value_the_knob_has_now(jack):
         send_paced(d, surface, [cc(20, 127)])
         assert wait_until(lambda: status(client, dest)["amount"] == pytest.approx(0.99))
         assert reaper.wait_for(lambda rs: len(rs) > 0)
-    finally:
-        surface.close()
-        d.stop()
-        client.close()
-        reaper.close()
 
 
 def test_the_controller_shows_the_knobs_but_gets_no_echo_of_its_own_moves(jack):
@@ -337,23 +338,14 @@ def test_14_bit_pairs_sent_unpaced_reach_the_daemon_as_sent(jack):
     the daemon decodes is one that was sent (a misread LSB would make one that was not), and the
     knob ends at the last (sent again if its cycle was lost: the dummy server drops whole cycles
     whose clients are late, so only a tenth of the values must arrive)."""
-    reaper = ReaperPeer()
-    cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="fake4",
-                                                     min_interval_ms=0.0),),
-                 midi_input="eqb-fast14", midi_backend=JackServer.BACKEND, midi_map=(MidiBinding("macro/1", "cc14", 16),))
-    d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, persist=False)
-    be = mido.Backend(JackServer.BACKEND)
-    surface = be.open_output("eqb-fast14", virtual=True)
-    d.start()
-    client = UdpPeer()
-    dest = ("127.0.0.1", d.osc_port)
     seen: list = []
+    with daemon_reading_midi("eqb-fast14", [MidiBinding("macro/1", "cc14", 16)], surface=True) as rig:
+        d, client, dest, surface = rig.d, rig.client, rig.dest, rig.surface
 
-    def record(ev):
-        seen.append(round(ev.args[1] * 16383))
-        d.submit(ev)
+        def record(ev):
+            seen.append(round(ev.args[1] * 16383))
+            d.submit(ev)
 
-    try:
         assert wait_until(lambda: d.midi.connects == 1)
         d.midi.sink = record
         sent = [(37 * i + 5) % 16384 for i in range(200)]
@@ -368,11 +360,6 @@ def test_14_bit_pairs_sent_unpaced_reach_the_daemon_as_sent(jack):
         assert status(client, dest)["macros"][0] == pytest.approx(sent[-1] / 16383), seen[-5:]
         assert set(seen) <= set(sent), sorted(set(seen) - set(sent))[:10]
         assert len(seen) >= len(sent) // 10, len(seen)
-    finally:
-        surface.close()
-        d.stop()
-        client.close()
-        reaper.close()
 
 
 def test_clock_sysex_and_sensing_never_reach_the_callback(jack):
