@@ -445,6 +445,7 @@ class Daemon:
         changed = False
         replies: list[tuple[str, int]] = []
         status_to: list[tuple[str, int]] = []
+        get_to: list[tuple[str, int]] = []  # /eqbridge/get: the knobs' names too (a layout's labels)
         for ev in coalesce(batch):
             try:
                 if ev.kind == "status":
@@ -452,6 +453,8 @@ class Daemon:
                     continue
                 if ev.kind == "get":
                     self.shown.forget(ev.reply_to)  # everything again, the knobs too
+                    if ev.reply_to and ev.reply_to not in get_to:
+                        get_to.append(ev.reply_to)
                 elif ev.kind == "target":
                     changed |= self._on_target(ev.args)
                     if ev.reply_to:
@@ -497,6 +500,10 @@ class Daemon:
             self._feedback(replies, to_clients=changed)
         if changed and self.midi_feedback is not None:
             self.midi_feedback.show(knob_values(self.session.state.knobs))
+        macros = self.session.macros
+        for r in get_to:
+            for n in range(1, macros.count + 1):
+                self._send(r, f"{PREFIX}/macro/{n}/name", [macros.name(n)])
         for r in status_to:
             self._send(r, f"{PREFIX}/status", [json.dumps(self.status())])
         if self._answered:

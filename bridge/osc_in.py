@@ -127,7 +127,10 @@ def build_addresses(macro_names: tuple[str, ...] | list[str] | None = None) -> t
                  Arg("mapping", "str", "mapping name or path", True)),
                 "Choose where settings go at run time; each target keeps its own state.",
                 replies="/eqbridge/status, /eqbridge/curve, /eqbridge/params"),
-        Address(f"{PREFIX}/get", "get", (), "Send the current curve and params again.",),
+        Address(f"{PREFIX}/get", "get", (), "Send everything a layout shows: the curve, the params, every knob's "
+                "value and every macro's name (e.g. when a TouchOSC layout loads).",
+                replies="/eqbridge/curve, /eqbridge/params, /eqbridge/amount, /eqbridge/macro/<n>, "
+                        "/eqbridge/macro/<n>/name"),
         Address(f"{PREFIX}/status", "status", (), "Daemon and target state as JSON.",
                 replies="/eqbridge/status ,s JSON"),
         Address(f"{PREFIX}/ping", "ping", (), "Liveness check, answered by the OSC thread itself.",

@@ -224,9 +224,13 @@ def test_faders_follow_the_knobs_but_hear_no_echo_of_their_own_moves(rig):
     assert knobs_after("/eqbridge/undo") == [[("/eqbridge/macro/1", 0.8)]] * 2
     assert knobs_after("/eqbridge/amount/nudge", 0.1) == [[("/eqbridge/amount", 0.35)]] * 2
     assert knobs_after("/eqbridge/macro/2", 0.3) == [[], [("/eqbridge/macro/2", 0.3)]]
+    names_before = len(client.wait_address("/eqbridge/macro/3/name", n=0, timeout=0))
     mine, theirs = knobs_after("/eqbridge/get")
     assert mine == [("/eqbridge/amount", 0.35), ("/eqbridge/macro/1", 0.8), ("/eqbridge/macro/2", 0.3),
                     ("/eqbridge/macro/3", 0.5)] and theirs == []
+    for n in (1, 2, 3):  # and the labels: what each macro does
+        got = client.wait_address(f"/eqbridge/macro/{n}/name", n=names_before + 1)
+        assert got[-1].args == [d.session.macros.name(n)]
     assert knobs_after("/eqbridge/macro/3", 1.5)[0] == []  # refused: no knob moved, nothing shown
 
 
