@@ -23,8 +23,7 @@ from bridge.knob_feedback import by_control
 from bridge.midi_in import MidiBinding
 from bridge.midi_ports import OutputPort
 from bridge.targets.base import OutputTarget
-
-DEFAULT_MIN_INTERVAL = 0.005
+from bridge.targets.midi_out import DEFAULT_MIN_INTERVAL
 
 
 class MidiFeedback(OutputTarget):
@@ -72,7 +71,6 @@ class MidiFeedback(OutputTarget):
         self.port.port()
 
     def _send(self, batch: list[tuple[HostParam, Any]]) -> int:
-        import mido
         if self._reopen:
             self._reopen = False
             self.port.drop()
@@ -82,10 +80,9 @@ class MidiFeedback(OutputTarget):
             wanted = {p.key: (p, v) for p, v in batch}
             wanted.update((p.key, (p, self.wire_value(p))) for p in self._params(self._values))
             batch[:] = wanted.values()  # in place: the base records all of them as sent
-        msgs = [mido.Message("control_change", channel=ch - 1, control=cc, value=v)
-                for p, wire in batch for ch, cc, v in self.bindings[int(p.key)].messages(wire)]
-        self.port.send(msgs)
-        return len(msgs)
+        ccs = [m for p, wire in batch for m in self.bindings[int(p.key)].messages(wire)]
+        self.port.send_cc(ccs)
+        return len(ccs)
 
     def _close(self) -> None:
         self.port.close()

@@ -58,8 +58,7 @@ class MidiBinding:
     def wire(self, value: float) -> int:
         """A knob value 0..1 as this binding carries it (0..127, or 0..16383 at 14 bits); a
         relative binding's LED ring is shown the value as an absolute 7-bit CC."""
-        top = 16383 if self.resolution == 14 and self.relative is None else 127
-        return int(round(min(max(float(value), 0.0), 1.0) * top))
+        return unit_to_wire(value, 16383 if self.resolution == 14 and self.relative is None else 127)
 
     def messages(self, wire: int) -> list[tuple[int, int, int]]:
         """The (channel 1..16, cc, value) messages that show `wire` on the surface: the encoding
@@ -82,6 +81,12 @@ class MidiBinding:
             return Event("amount", (value,), None, "midi", t_in, relative=rel, pickup=pickup)
         n = int(self.control.split("/", 1)[1])
         return Event("macro", (n, value), None, "midi", t_in, relative=rel, pickup=pickup)
+
+
+def unit_to_wire(value: float, top: int) -> int:
+    """A 0..1 value as a MIDI data value 0..top (127, or 16383 for a 14-bit pair), clipped: the
+    inverse of the decoder's value / top."""
+    return int(round(min(max(float(value), 0.0), 1.0) * top))
 
 
 def relative_ticks(encoding: str, value: int) -> int:

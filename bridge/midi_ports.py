@@ -192,13 +192,14 @@ class OutputPort:
                 return self._port
         raise MidiNotConnected(f"no MIDI output port matching {self.substring!r}")
 
-    def send(self, msgs: list[Any]) -> None:
-        """Send mido messages in order; a failure drops the port (unplugged? the next send lists
-        the ports and reopens) and raises."""
+    def send_cc(self, ccs: list[tuple[int, int, int]]) -> None:
+        """Send (channel 1..16, controller, value) control changes in order; a failure drops the
+        port (unplugged? the next send lists the ports and reopens) and raises."""
+        import mido
         port = self.port()
         try:
-            for m in msgs:
-                port.send(m)
+            for ch, cc, value in ccs:
+                port.send(mido.Message("control_change", channel=ch - 1, control=cc, value=value))
         except Exception:
             self.drop()
             raise

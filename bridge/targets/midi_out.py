@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.bands import HostParam
+from bridge.midi_in import unit_to_wire
 from bridge.midi_ports import OutputPort
 from bridge.targets.base import OutputTarget
 
@@ -41,15 +42,13 @@ class MidiCcTarget(OutputTarget):
     def wire_value(self, p: HostParam) -> int | None:
         if self.binding(p.key) is None:
             return None
-        return int(round(min(max(float(p.normalized), 0.0), 1.0) * 127))
+        return unit_to_wire(p.normalized, 127)
 
     def _connect(self) -> None:
         self.port.port()
 
     def _send(self, batch: list[tuple[HostParam, Any]]) -> int:
-        import mido
-        self.port.send([mido.Message("control_change", channel=self.cc_map[p.key][0] - 1,
-                                     control=self.cc_map[p.key][1], value=v) for p, v in batch])
+        self.port.send_cc([(*self.cc_map[p.key], v) for p, v in batch])
         return len(batch)
 
     def _close(self) -> None:
