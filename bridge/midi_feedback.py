@@ -32,11 +32,10 @@ class MidiFeedback(OutputTarget):
     def __init__(self, port: str, bindings: Sequence[MidiBinding], *, backend: str | None = None,
                  min_interval: float = DEFAULT_MIN_INTERVAL) -> None:
         super().__init__(min_interval=min_interval, name=f"midi-feedback:{port}")
-        self.port_substring = port
         self.bindings = tuple(bindings)
         self.port = OutputPort(port, backend)
         self._values: tuple[float, ...] = ()  # the knobs last shown (amount, macro 1..n)
-        self._opens = 0  # port.opens when everything was last sent
+        self._opens = 0  # port.opens at the last send: a port opened since shows nothing we know
         self._reopen = False  # the controller came back: its old connection is gone, open anew
 
     def _params(self, values: Sequence[float]) -> list[HostParam]:
@@ -60,6 +59,10 @@ class MidiFeedback(OutputTarget):
         """Reconnect and send everything again: the controller came back (its input reconnected),
         its port may be a new one under the old name, and it shows nothing we know."""
         self._reopen = True
+        self._show_all()
+
+    def _show_all(self) -> None:
+        """Send every binding's value again, changed or not."""
         self.forget()
         if self._values:
             self.submit(self._params(self._values))
@@ -74,14 +77,11 @@ class MidiFeedback(OutputTarget):
         if self._reopen:
             self._reopen = False
             self.port.drop()
-        self.port.port()
-        if self.port.opens != self._opens:  # a port new to us: everything, not just the changes
-            self._opens = self.port.opens
-            wanted = {p.key: (p, v) for p, v in batch}
-            wanted.update((p.key, (p, self.wire_value(p))) for p in self._params(self._values))
-            batch[:] = wanted.values()  # in place: the base records all of them as sent
         ccs = [m for p, wire in batch for m in self.bindings[int(p.key)].messages(wire)]
-        self.port.send_cc(ccs)
+        self.port.send_cc(ccs)  # opens the port when there is none
+        if self.port.opens != self._opens:  # a port new to us: the rest follows in the next flush
+            self._opens = self.port.opens
+            self._show_all()
         return len(ccs)
 
     def _close(self) -> None:
@@ -89,4 +89,4 @@ class MidiFeedback(OutputTarget):
 
     def describe(self) -> str:
         state = f"connected to {self.port.name!r}" if self.port.name else "waiting for the device"
-        return f"MIDI feedback: port matching {self.port_substring!r} ({state})"
+        return f"MIDI feedback: port matching {self.port.substring!r} ({state})"

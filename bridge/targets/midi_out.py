@@ -25,7 +25,6 @@ class MidiCcTarget(OutputTarget):
                  channel: int = 1, first_cc: int = 20, backend: str | None = None,
                  min_interval: float = DEFAULT_MIN_INTERVAL, name: str | None = None) -> None:
         super().__init__(min_interval=min_interval, name=name or f"midi:{port}")
-        self.port_substring = port
         self.cc_map: dict[str, tuple[int, int]] = dict(cc_map or {})
         self.auto = cc_map is None
         self.channel, self.next_cc = int(channel), int(first_cc)
@@ -55,4 +54,4 @@ class MidiCcTarget(OutputTarget):
         self.port.close()
 
     def describe(self) -> str:
-        return f"MIDI CC out to a port matching {self.port_substring!r}"
+        return f"MIDI CC out to a port matching {self.port.substring!r}"
