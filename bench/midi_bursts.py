@@ -36,21 +36,31 @@ from peers import (NOTES, GilHog, JackMidiMonitor, JackServer, end_process, note
 from bridge.midi_ports import RtMidiPorts  # noqa: E402
 
 
-def read_rtmidi(seconds: float, mode: str) -> list[list[int]]:
-    """`mode` "callback": python-rtmidi's callback on JACK's thread (how the daemon read until
-    now, the baseline); "eqbridge": `RtMidiPorts.open` with a callback, the daemon's MIDI input."""
-    got: list[list[int]] = []
+def open_reader(name_prefix: str, mode: str, on_bytes) -> RtMidiPorts:
+    """A JACK input on the first port named like `name_prefix`, handing each message's bytes to
+    `on_bytes`. `mode` "callback": python-rtmidi's callback on JACK's thread (how the daemon read
+    until now, the baseline); "eqbridge": `RtMidiPorts.open` with a callback, the daemon's input."""
     ports = RtMidiPorts("UNIX_JACK")
-    name = next(n for n in ports.names() if n.startswith("seq:"))
+    name = next(n for n in ports.names() if n.startswith(name_prefix))
     if mode == "callback":
         ports.open(name)
-        ports._rt.set_callback(lambda event, _data: got.append(list(event[0])))
+        ports._rt.set_callback(lambda event, _data: on_bytes(list(event[0])))
     else:
-        ports.open(name, lambda msg: got.append(msg.bytes()))
-    time.sleep(seconds)
+        ports.open(name, lambda msg: on_bytes(msg.bytes()))
+    return ports
+
+
+def close_reader(ports: RtMidiPorts, mode: str) -> None:
     if mode == "callback":
         ports._rt.cancel_callback()
     ports.delete()
+
+
+def read_rtmidi(seconds: float, mode: str) -> list[list[int]]:
+    got: list[list[int]] = []
+    ports = open_reader("seq:", mode, got.append)
+    time.sleep(seconds)
+    close_reader(ports, mode)
     return got
 
 
@@ -73,7 +83,7 @@ def report(label: str, msgs: list[list[int]], seconds: float) -> None:
 
 
 def drain_cpu(seconds: float, mode: str) -> list[float]:
-    """This process's CPU use (% of one core) with an input open (`mode` as in read_rtmidi): on a
+    """This process's CPU use (% of one core) with an input open (`mode` as in open_reader): on a
     port that never sent anything, in the seconds after one message (0.6 s on), and on the
     sequencer's (ten groups a second)."""
     import mido
@@ -82,13 +92,7 @@ def drain_cpu(seconds: float, mode: str) -> list[float]:
     out = []
     for prefix, poke in (("RtMidiOut Client:bench-quiet", False), ("RtMidiOut Client:bench-quiet", True),
                          ("seq:", False)):
-        ports = RtMidiPorts("UNIX_JACK")
-        name = next(n for n in ports.names() if n.startswith(prefix))
-        if mode == "callback":
-            ports.open(name)
-            ports._rt.set_callback(lambda event, _data: None)
-        else:
-            ports.open(name, lambda msg: None)
+        ports = open_reader(prefix, mode, lambda _bytes: None)
         time.sleep(0.1)
         if poke:
             quiet.send(mido.Message("control_change", control=1, value=1))
@@ -96,9 +100,7 @@ def drain_cpu(seconds: float, mode: str) -> list[float]:
         c0, t0 = time.process_time(), time.perf_counter()
         time.sleep(seconds)
         out.append(100.0 * (time.process_time() - c0) / (time.perf_counter() - t0))
-        if mode == "callback":
-            ports._rt.cancel_callback()
-        ports.delete()
+        close_reader(ports, mode)
     quiet.close()
     return out
 

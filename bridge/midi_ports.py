@@ -14,10 +14,9 @@ A callback runs on JACK's process thread and takes the GIL for every message; wh
 arrive in one cycle (a 14-bit pair, an NRPN) while another thread holds the GIL (the engine
 answering the move before), JACK's thread is late for the cycle and reads events from a buffer
 that has moved on: `bench/midi_bursts.py` (groups of four in one frame, a thread holding the
-GIL) read 2.75 % and 1.62 % of such messages as repeats or wrong ones that way in two runs, none
-from the queue, which RtMidi fills in C without the GIL, and none at jackd2's own monitor (3.12 %
-against none in a third). In one of three runs of its test with the callback, nothing was read
-at all. The thread drains the queue every 0.2 to 5 ms, faster the more recent the last message
+GIL) read 1.6-5.0 % of such messages as repeats or wrong ones that way in five runs, none from
+the queue, which RtMidi fills in C without the GIL, and none at jackd2's own monitor. (In one of
+three runs of the test of it with the callback, nothing was read at all.) The thread drains the queue every 0.2 to 5 ms, faster the more recent the last message
 (JACK_DRAIN_S). Its cost, in the same bench (two runs; the callback's figures are the JACK
 client's own thread and the bench's): this process at 3.5-3.8 % of a core on a port never used,
 5.6-6.0 % in the 10 s after a message and 10.0-10.3 % while messages come in, against 2.5-3.2 %

@@ -344,9 +344,9 @@ class JackServer:
 
 class JackMidiMonitor:
     """A stand-in controller's MIDI input: jackd2's own `jack_midi_dump CLIENT` (port
-    CLIENT:input), read line by line into mido messages (`messages`, in arrival order; `stamped`:
-    (JACK frame time, message) pairs, messages of one cycle share a frame time or nearly). A C client in its own process, so what
-    it shows does not depend on python-rtmidi's input or on this process's GIL."""
+    CLIENT:input), read line by line into mido messages (`messages`, in arrival order). A C client
+    in its own process, so what it shows does not depend on python-rtmidi's input or on this
+    process's GIL."""
 
     def __init__(self, client: str) -> None:
         import shutil
@@ -358,16 +358,15 @@ class JackMidiMonitor:
             raise RuntimeError("jack_midi_dump (Debian package jackd2) and stdbuf (coreutils) are needed")
         self.client = client
         self.messages: list = []
-        self.stamped: list = []
         # stdbuf: a line at a time through the pipe, not in 4 kB blocks
-        self.proc = subprocess.Popen([stdbuf, "-oL", exe, "-a", client], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([stdbuf, "-oL", exe, client], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
         import mido
-        for line in self.proc.stdout:  # "  49536: b0 07 40 control change (channel  0): ..." (-a: frame time)
+        for line in self.proc.stdout:  # "   12: b0 07 40 control change (channel  0): ..." (frame: bytes)
             head, sep, rest = line.partition(":")
             if not sep or not head.strip().isdigit():
                 continue
@@ -380,11 +379,9 @@ class JackMidiMonitor:
                 except ValueError:
                     break
             try:
-                msg = mido.Message.from_bytes(hexbytes)
+                self.messages.append(mido.Message.from_bytes(hexbytes))
             except ValueError:
                 continue
-            self.stamped.append((int(head), msg))
-            self.messages.append(msg)
 
     def close(self) -> None:
         end_process(self.proc, 5.0)
