@@ -86,10 +86,17 @@ class RtMidiPorts:
     def _drain(self, relay: Callable[[tuple, Any], None], stop: threading.Event) -> None:
         get = self._rt.get_message
         last = -1e9  # monotonic time of the last message
+        failure = ""  # the last failure logged: a lasting one is logged once, not every rest
         while not stop.is_set():
-            while (event := get()) is not None:
-                relay(event, None)
-                last = time.monotonic()
+            try:
+                while (event := get()) is not None:
+                    relay(event, None)
+                    last = time.monotonic()
+                failure = ""
+            except Exception as exc:  # this thread is the MIDI input: it must go on
+                if repr(exc) != failure:
+                    failure = repr(exc)
+                    log.exception("MIDI in: reading RtMidi's queue failed")
             time.sleep(drain_interval(time.monotonic() - last))
 
     def send(self, msg: Any) -> None:
@@ -99,7 +106,7 @@ class RtMidiPorts:
     def close(self) -> None:
         if self._draining is not None:
             self._draining.set()
-            self._drain_thread.join(timeout=2)
+            self._drain_thread.join()  # it ends within one rest (<= 5 ms); the port must not close under it
             self._draining = self._drain_thread = None
         elif not self.output:
             self._rt.cancel_callback()

@@ -311,6 +311,40 @@ def test_the_jack_input_is_drained_faster_the_more_recent_the_last_message():
     assert drain_interval(9.0) < drain_interval(11.0) == drain_interval(1e9) <= 0.005
 
 
+def test_the_jack_queue_drain_goes_on_after_a_failed_read(caplog):
+    """The drain thread is the MIDI input: an error reading RtMidi's queue is logged (once while it
+    lasts, not at every rest), and the messages after it still arrive."""
+    import threading
+
+    from bridge.midi_ports import RtMidiPorts
+
+    class Queue:
+        def __init__(self):
+            self.items = [RuntimeError("queue read failed")] * 20 + [([176, 7, 1], 0.0), ([176, 7, 2], 0.0)]
+
+        def get_message(self):
+            if not self.items:
+                return None
+            item = self.items.pop(0)
+            if isinstance(item, Exception):
+                raise item
+            return item
+
+    ports = object.__new__(RtMidiPorts)  # no rtmidi client: only the drain loop is under test
+    ports._rt = Queue()
+    got, stop = [], threading.Event()
+    thread = threading.Thread(target=ports._drain, args=(lambda event, _data: got.append(event[0]), stop))
+    thread.start()
+    try:
+        assert wait_until(lambda: len(got) == 2, timeout=5.0), got
+        assert got == [[176, 7, 1], [176, 7, 2]] and thread.is_alive()
+        failures = [r for r in caplog.records if "reading RtMidi's queue failed" in r.getMessage()]
+        assert len(failures) == 1, len(failures)
+    finally:
+        stop.set()
+        thread.join()
+
+
 def test_messages_arriving_together_are_read_right_while_python_is_busy(jack):
     """Four messages in one JACK cycle (as a 14-bit pair or an NRPN arrive), ten groups a second
     from jackd2's C sequencer, while another thread wants the GIL all the time (the engine
