@@ -216,8 +216,8 @@ def floor_and_share(answers: list[float | None], floors: list[float | None]) -> 
 def knob_errors(rig: Rig) -> str:
     e = rig.status()["knob_answers"]
     err = e.get("rms_error_db") or {}
-    return (f"   answered from the tangent {e['tangent']} ({e['on_osc_thread']} on the OSC thread), by a refit "
-            f"{e['refit']}; sent first, from the datagram read to the last send: {e.get('sent_first_ms')}; "
+    return (f"   answered from the tangent {e['tangent']} ({e['on_osc_thread']} on the OSC thread, {e.get('on_midi_thread', 0)} on the MIDI drain thread), by a refit "
+            f"{e['refit']}; sent first, from the message read to the last send: {e.get('sent_first_ms')}; "
             f"RMS error vs target: "
             f"answer p50 {err.get('tangent_p50')} / p99 {err.get('tangent_p99')} dB, polished p50 "
             f"{err.get('polished_p50')} / p99 {err.get('polished_p99')} dB (n={err.get('n')})")

@@ -70,10 +70,11 @@ SAVE_DEBOUNCE_S = 1.0
 loses at most the last second; a knob flood writes the file once a second, not per event."""
 GIL_SWITCH_S = 0.0005
 INLINE_KINDS = (*CONTINUOUS, "text")
-"""What a lone OSC message may be answered on the OSC thread for (`Daemon._answer_inline`)."""
+"""What a lone message may be answered for on the input thread that read it (`Daemon._answer_inline`)."""
 INLINE_GAP_S = 0.002
-"""An OSC knob move or phrase is answered on the OSC thread only if the previous one came this long
-before (a stream is queued, so the engine coalesces it and the OSC thread keeps reading)."""
+"""A knob move or phrase is answered on its input thread only if the previous one from the same
+input came this long before (a stream is queued, so the engine coalesces it and the input thread
+keeps reading)."""
 SETTLE_AFTER_S = 0.03
 """A knob answer from the tangent is polished by a warm refit after the knobs rest this long."""
 TANGENT_REACH = 0.05
@@ -143,7 +144,8 @@ class Daemon:
         self._engine_lock = threading.Lock()  # held while processing events or idle work
         self._count_lock = threading.Lock()
         self._unprocessed = 0  # events queued and not yet processed
-        self._last_inline_try = 0.0  # t_in of the last OSC knob move
+        self._last_inline_try: dict[str, float] = {}  # source -> t_in of its last event answered or not inline
+        self._inline_ok: dict[str, Callable[[], bool]] = {}  # source -> may its input thread answer now
         self.dropped = 0
         self.renders = 0
         self.latency_ms: deque[float] = deque(maxlen=2000)  # input received -> EQ values handed out
@@ -170,7 +172,7 @@ class Daemon:
         self._settle_at: float | None = None  # monotonic time to polish a tangent answer
         self.shown = ShownKnobs()  # the knob values each OSC client shows (bridge.knob_feedback)
         self.pickup = Pickup()  # pots with soft takeover (bridge.pickup)
-        self.knob_answers = {"tangent": 0, "refit": 0, "on_osc_thread": 0}
+        self.knob_answers = {"tangent": 0, "refit": 0, "on_osc_thread": 0, "on_midi_thread": 0}
         self.phrases_on_osc_thread = 0
         self.knob_error_db: deque[tuple[float, float]] = deque(maxlen=2000)  # (tangent, polished)
         self.knob_sent_ms: deque[float] = deque(maxlen=2000)  # datagram read -> values sent (sent first)
@@ -225,6 +227,7 @@ class Daemon:
                              addresses=build_addresses([macros.name(n) for n in range(1, macros.count + 1)]))
         self._engine = threading.Thread(target=self._run, name="eqbridge-engine", daemon=True)
         self._engine.start()
+        self._inline_ok["osc"] = lambda: not self.osc.pending()
         self.osc.start()
         if self.cfg.midi_feedback:
             from bridge.midi_feedback import MidiFeedback
@@ -236,6 +239,7 @@ class Daemon:
             self.midi = MidiInput(self.cfg.midi_input, list(self.cfg.midi_map), self.submit,
                                   backend=self.cfg.midi_backend,
                                   on_connect=self.midi_feedback.refresh if self.midi_feedback else None)
+            self._inline_ok["midi"] = self.midi.may_answer_inline
             self.midi.start()
         self._start_followers()
         # Everything loaded so far (model, tokenizer, mappings, numpy, onnxruntime) lives as long as
@@ -290,7 +294,7 @@ class Daemon:
     # ------------------------------------------------------------------ input side
     def submit(self, ev: Event) -> None:
         """Called from input threads. Never blocks: a full queue drops the event."""
-        if ev.source == "osc" and ev.kind in INLINE_KINDS and self._answer_inline(ev):
+        if ev.kind in INLINE_KINDS and ev.source in self._inline_ok and self._answer_inline(ev):
             return
         self._enqueue(ev)
 
@@ -305,22 +309,23 @@ class Daemon:
             self.dropped += 1
 
     def _answer_inline(self, ev: Event) -> bool:
-        """Process a lone knob move or phrase on the calling thread (no hand-over to the engine
-        thread and its wake-up); False: queue it. Order is kept: only when nothing older is queued
-        or in process, and no newer datagram waits on the socket. Not in a stream (INLINE_GAP_S):
-        there the OSC thread must keep reading, the engine coalesce."""
-        gap = ev.t_in - self._last_inline_try
-        self._last_inline_try = ev.t_in
+        """Process a lone knob move or phrase on the input thread that read it (the OSC thread, a
+        JACK input's queue drain: no hand-over to the engine thread and its wake-up); False: queue
+        it. Order is kept: only when nothing older is queued or in process, and no newer message
+        waits at its input (`_inline_ok`). Not in a stream (INLINE_GAP_S): there the input thread
+        must keep reading, the engine coalesce."""
+        gap = ev.t_in - self._last_inline_try.get(ev.source, 0.0)
+        self._last_inline_try[ev.source] = ev.t_in
         if gap < INLINE_GAP_S or not self.started or not self._engine_lock.acquire(blocking=False):
             return False
         try:
-            if self._unprocessed or (self.osc is not None and self.osc.pending()):
+            if self._unprocessed or not self._inline_ok[ev.source]():
                 return False
             timers = (self._settle_at, self._tangent_wanted)
             if ev.kind == "text":
                 self.phrases_on_osc_thread += 1
             else:
-                self.knob_answers["on_osc_thread"] += 1
+                self.knob_answers[f"on_{ev.source}_thread"] += 1
             self._process_burst([ev])
             rearm = (self._settle_at, self._tangent_wanted) != timers
         finally:

@@ -200,6 +200,13 @@ class MidiInput:
         except Exception:  # a callback must never raise into rtmidi
             log.exception("MIDI message %s could not be handled", msg)
 
+    def may_answer_inline(self) -> bool:
+        """Asked by the sink, on the thread that read the message: may it do the answer's work
+        there? Only on a thread of ours (a JACK input's queue drain; a callback runs on the system's
+        MIDI thread, under JACK its real-time process thread) and when no newer message waits."""
+        ports = self._ports
+        return isinstance(ports, RtMidiPorts) and ports.queued and not ports.newer_waiting()
+
     def poll(self) -> None:
         """One look at the port list: open a matching port, or close one that went away."""
         try:

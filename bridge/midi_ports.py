@@ -17,7 +17,8 @@ that has moved on: `bench/midi_bursts.py` (groups of four in one frame, a thread
 GIL) read 1.6-5.0 % of such messages as repeats or wrong ones that way in five runs, none from
 the queue, which RtMidi fills in C without the GIL, and none at jackd2's own monitor. (In one of
 three runs of the test of it with the callback, nothing was read at all.) The thread drains the queue every 0.2 to 5 ms, faster the more recent the last message
-(JACK_DRAIN_S). Its cost, in the same bench (two runs; the callback's figures are the JACK
+(JACK_DRAIN_S). Being ours, the thread may do an answer's work: the daemon answers a lone knob
+move on it, as it does an OSC one on the OSC thread (`newer_waiting`). Its cost, in the same bench (two runs; the callback's figures are the JACK
 client's own thread and the bench's): this process at 3.5-3.8 % of a core on a port never used,
 5.6-6.0 % in the 10 s after a message and 10.0-10.3 % while messages come in, against 2.5-3.2 %
 with the callback; the daemon's share of a knob's way in rose by 0.03-0.14 ms at p50 and
@@ -30,6 +31,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from typing import Any, Callable
 
 log = logging.getLogger("eqbridge.midi")
@@ -42,6 +44,11 @@ JACK_DRAIN_S = ((0.5, 0.0002), (10.0, 0.001), (float("inf"), 0.005))
 message: every 0.2 ms within 0.5 s (a knob being turned: the rest of a gesture waits little),
 every 1 ms within 10 s, every 5 ms after (a daemon left alone wakes 200 times a second; the
 first message after a long rest waits up to 5 ms, the rest of its gesture 0.2 ms)."""
+
+
+READ_AHEAD = 1024
+"""At most this many messages are held beyond RtMidi's own queue (of 1024 by default), so a flood
+the daemon cannot keep up with is dropped, not buffered without bound."""
 
 
 def drain_interval(quiet_s: float) -> float:
@@ -63,6 +70,7 @@ class RtMidiPorts:
         self.queued = not output and self._rt.get_current_api() == rtmidi.API_UNIX_JACK
         """Input read from the queue by `_drain` (JACK), not by a callback on JACK's thread."""
         self._draining: threading.Event | None = None  # set to stop the drain thread
+        self._ahead: deque[tuple] = deque()  # read from RtMidi's queue, not yet relayed
         self._drain_thread: threading.Thread | None = None
         if not output:
             self._rt.ignore_types(sysex=True, timing=True, active_sense=True)
@@ -83,14 +91,23 @@ class RtMidiPorts:
             self._rt.set_callback(_relay(callback))
         return self
 
+    def newer_waiting(self) -> bool:
+        """On the drain thread, while it relays a message: True when newer ones were read from the
+        queue with it (the daemon then leaves the answer to its engine, which coalesces them)."""
+        return bool(self._ahead)
+
     def _drain(self, relay: Callable[[tuple, Any], None], stop: threading.Event) -> None:
-        get = self._rt.get_message
+        get, ahead = self._rt.get_message, self._ahead
         last = -1e9  # monotonic time of the last message
         failure = ""  # the last failure logged: a lasting one is logged once, not every rest
         while not stop.is_set():
             try:
-                while (event := get()) is not None:
-                    relay(event, None)
+                while True:  # read ahead before each relay, so newer_waiting() knows what came since
+                    while len(ahead) < READ_AHEAD and (event := get()) is not None:
+                        ahead.append(event)
+                    if not ahead:
+                        break
+                    relay(ahead.popleft(), None)
                     last = time.monotonic()
                 failure = ""
             except Exception as exc:  # this thread is the MIDI input: it must go on
@@ -108,6 +125,7 @@ class RtMidiPorts:
             self._draining.set()
             self._drain_thread.join()  # it ends within one rest (<= 5 ms); the port must not close under it
             self._draining = self._drain_thread = None
+            self._ahead.clear()
         elif not self.output:
             self._rt.cancel_callback()
         self._rt.close_port()

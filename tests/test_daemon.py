@@ -527,7 +527,7 @@ def test_real_knob_is_answered_from_the_tangent_then_polished_to_the_warm_refit(
 
 @pytest.mark.parametrize("source,knob,value", [("osc", 2, 0.58), ("osc", 0, 0.95), ("midi", 2, 0.58)])
 def test_real_lone_knob_is_sent_first_and_the_session_catches_up(tmp_path, monkeypatch, source, knob, value):
-    """A lone knob move (on the OSC thread, or queued as MIDI is) goes out as the tangent's full
+    """A lone knob move (on the OSC thread, or queued, as a MIDI move read by a callback is) goes out as the tangent's full
     solve would answer it, and after it the session, the curve and the feedback agree with it.
     knob 0 is the amount (after a phrase the knob whose whole line is solved in idle time), n a
     macro (its first stretch only)."""

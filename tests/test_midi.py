@@ -311,38 +311,63 @@ def test_the_jack_input_is_drained_faster_the_more_recent_the_last_message():
     assert drain_interval(9.0) < drain_interval(11.0) == drain_interval(1e9) <= 0.005
 
 
-def test_the_jack_queue_drain_goes_on_after_a_failed_read(caplog):
-    """The drain thread is the MIDI input: an error reading RtMidi's queue is logged (once while it
-    lasts, not at every rest), and the messages after it still arrive."""
+class StandInQueue:
+    """RtMidi's input queue as python-rtmidi reads it (get_message: an event or None); an
+    exception among the items is raised when it is read."""
+
+    def __init__(self, items):
+        self.items = list(items)
+
+    def get_message(self):
+        if not self.items:
+            return None
+        item = self.items.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+@contextmanager
+def draining(items, relay):
+    """RtMidiPorts' drain thread over a StandInQueue of `items`, relaying to relay(ports, event):
+    no rtmidi client, only the drain loop is under test. Yields the thread."""
     import threading
+    from collections import deque
 
     from bridge.midi_ports import RtMidiPorts
 
-    class Queue:
-        def __init__(self):
-            self.items = [RuntimeError("queue read failed")] * 20 + [([176, 7, 1], 0.0), ([176, 7, 2], 0.0)]
-
-        def get_message(self):
-            if not self.items:
-                return None
-            item = self.items.pop(0)
-            if isinstance(item, Exception):
-                raise item
-            return item
-
-    ports = object.__new__(RtMidiPorts)  # no rtmidi client: only the drain loop is under test
-    ports._rt = Queue()
-    got, stop = [], threading.Event()
-    thread = threading.Thread(target=ports._drain, args=(lambda event, _data: got.append(event[0]), stop))
+    ports = object.__new__(RtMidiPorts)
+    ports._rt, ports._ahead = StandInQueue(items), deque()
+    stop = threading.Event()
+    thread = threading.Thread(target=ports._drain, args=(lambda event, _data: relay(ports, event), stop))
     thread.start()
     try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_the_jack_queue_drain_goes_on_after_a_failed_read(caplog):
+    """The drain thread is the MIDI input: an error reading RtMidi's queue is logged (once while it
+    lasts, not at every rest), and the messages after it still arrive."""
+    got = []
+    items = [RuntimeError("queue read failed")] * 20 + [([176, 7, 1], 0.0), ([176, 7, 2], 0.0)]
+    with draining(items, lambda _ports, event: got.append(event[0])) as thread:
         assert wait_until(lambda: len(got) == 2, timeout=5.0), got
         assert got == [[176, 7, 1], [176, 7, 2]] and thread.is_alive()
         failures = [r for r in caplog.records if "reading RtMidi's queue failed" in r.getMessage()]
         assert len(failures) == 1, len(failures)
-    finally:
-        stop.set()
-        thread.join()
+
+
+def test_the_drain_knows_while_relaying_whether_newer_messages_wait():
+    """Messages read together (a burst, a 14-bit pair): while each is relayed, newer_waiting() says
+    whether more came with it, so the daemon answers only the last of them on the drain thread."""
+    seen = []
+    items = [([176, 7, v], 0.0) for v in (1, 2, 3)]
+    with draining(items, lambda ports, event: seen.append((event[0][2], ports.newer_waiting()))):
+        assert wait_until(lambda: len(seen) == 3, timeout=5.0), seen
+    assert seen == [(1, True), (2, True), (3, False)]
 
 
 def test_messages_arriving_together_are_read_right_while_python_is_busy(jack):
@@ -385,6 +410,9 @@ def test_14_bit_pairs_sent_unpaced_reach_the_daemon_as_sent(jack):
         assert wait_until(lambda: d.midi.connects == 1)
         d.midi.sink = record
         sent = [(37 * i + 5) % 16384 for i in range(200)]
+        # one pair paced first: the port is open before JACK carries messages to it, and a burst
+        # sent into that gap is lost whole (seen once in a full run: 1 value of 200 arrived)
+        send_paced(d, surface, [cc(16, sent[0] >> 7), cc(48, sent[0] & 127)])
         for v in sent:
             surface.send(cc(16, v >> 7))
             surface.send(cc(48, v & 127))
@@ -396,6 +424,34 @@ def test_14_bit_pairs_sent_unpaced_reach_the_daemon_as_sent(jack):
         assert status(client, dest)["macros"][0] == pytest.approx(sent[-1] / 16383), seen[-5:]
         assert set(seen) <= set(sent), sorted(set(seen) - set(sent))[:10]
         assert len(seen) >= len(sent) // 10, len(seen)
+
+
+def test_a_lone_knob_move_is_answered_on_the_drain_thread_a_burst_by_the_engine(jack):
+    """Under JACK the input thread is ours, so a lone move is answered on it (no hand-over to the
+    engine thread and its wake-up), as a lone OSC move is on the OSC thread; a burst read together
+    is left to the engine, which coalesces it, and the knob ends at its last value."""
+    with daemon_reading_midi("eqb-inline", [MidiBinding("amount", "cc", 7)], surface=True) as rig:
+        d, client, dest, reaper, surface = rig.d, rig.client, rig.dest, rig.reaper, rig.surface
+        assert wait_until(lambda: d.midi.connects == 1)
+        client.send(dest, "/eqbridge/text", "warm")  # the amount scales the phrase's answer
+        assert reaper.wait_for(lambda rs: len(rs) > 0)
+        inline = 0
+        for value in (20, 90, 45):
+            n = len(reaper.received)
+            send_paced(d, surface, [cc(7, value)])
+            assert reaper.wait_for(lambda rs: len(rs) > n)  # the EQ was set
+            assert status(client, dest)["amount"] == pytest.approx(value / 127)
+            inline = d.knob_answers["on_midi_thread"]
+        assert inline >= 2, d.knob_answers  # one paced move may share its cycle with a resend
+        burst = [cc(7, v) for v in range(60, 110)]
+        for m in burst:
+            surface.send(m)
+        for _ in range(3):  # the cycle with the last message may be one the dummy server lost
+            if wait_until(lambda: status(client, dest)["amount"] == pytest.approx(109 / 127), timeout=3.0):
+                break
+            surface.send(burst[-1])
+        assert status(client, dest)["amount"] == pytest.approx(109 / 127)
+        assert d.knob_answers["on_midi_thread"] <= inline + 3, d.knob_answers  # not one per message
 
 
 def test_clock_sysex_and_sensing_never_reach_the_callback(jack):
@@ -424,6 +480,20 @@ def test_clock_sysex_and_sensing_never_reach_the_callback(jack):
         surface.close()
 
 
+def submit_until(tgt, params, arrived, tries: int = 3) -> None:
+    """Submit `params` to a MIDI target until `arrived()`: the first send to a host just started may
+    fall in a cycle the dummy JACK server drops (it does under load, as the 501-CC burst of
+    test_knobs_over_jack_before_device_and_after_replug counts), so after 3 s the target forgets
+    what it sent and sends it again (seen once in a full run: the first CC never arrived)."""
+    for attempt in range(tries):
+        if attempt:
+            tgt.forget()
+        tgt.submit(params)
+        if wait_until(arrived, timeout=3.0 if attempt < tries - 1 else 30.0):
+            return
+    raise AssertionError(f"nothing arrived after {tries} sends; target error: {tgt.last_error}")
+
+
 def test_cc_out_over_jack(jack):
     from bridge.bands import HostParam
     from bridge.targets.midi_out import MidiCcTarget
@@ -435,13 +505,13 @@ def test_cc_out_over_jack(jack):
                        backend=JackServer.BACKEND, min_interval=0.0)
     tgt.start()
     try:
-        tgt.submit([HostParam("band1.gain", 0.5, 0.0), HostParam("band1.freq", 1.0, 0.0),
-                    HostParam("unbound", 0.3, 0.0)])
-        assert wait_until(lambda: len(got) >= 2)
-        assert sorted((m.channel, m.control, m.value) for m in got) == [(1, 21, 64), (1, 22, 127)]
+        submit_until(tgt, [HostParam("band1.gain", 0.5, 0.0), HostParam("band1.freq", 1.0, 0.0),
+                           HostParam("unbound", 0.3, 0.0)], lambda: len(got) >= 2)
+        n = len(got)  # 2, or more after a resend
+        assert sorted((m.channel, m.control, m.value) for m in got[-2:]) == [(1, 21, 64), (1, 22, 127)]
         tgt.submit([HostParam("band1.gain", 0.5, 0.0), HostParam("band1.freq", 0.0, 0.0)])
-        assert wait_until(lambda: len(got) >= 3)
-        assert (got[-1].control, got[-1].value) == (22, 0) and len(got) == 3
+        assert wait_until(lambda: len(got) >= n + 1)
+        assert (got[-1].control, got[-1].value) == (22, 0) and len(got) == n + 1
     finally:
         tgt.stop()
         host.close()
@@ -460,8 +530,8 @@ def test_cc_out_finds_the_host_again_after_it_goes_away(jack):
                                 backend=JackServer.BACKEND, min_interval=0.0)
     tgt.start()
     try:
-        tgt.submit([HostParam("band1.gain", 1.0, 0.0)])
-        assert wait_until(lambda: [m.value for m in got] == [127])
+        submit_until(tgt, [HostParam("band1.gain", 1.0, 0.0)], lambda: [m.value for m in got][-1:] == [127])
+        del got[:-1]
         host.close()
         time.sleep(RECHECK_S + 0.1)
         tgt.submit([HostParam("band1.gain", 0.0, 0.0)])
