@@ -27,11 +27,13 @@ the last; both are reported, with the ERB-weighted RMS error of each against the
 Events are paced (the next is sent after the previous one's output, polish included, has arrived
 and the REAPER target's interval has passed), so the rate limiter never delays a measured event;
 in a turn, a polish between two moves does not either (a polish is sent as background).
+With `--rested N`, N more MIDI jumps follow, each after RESTED_S of quiet: a first touch, which
+the input's drain thread (bridge.midi_ports) picks up at its slowest rate.
 Then a flood: 10 s at 10 000 messages/s of /eqbridge/macro/1; reports the daemon's peak RSS
 (VmHWM), that it still answers, and that its final state equals the last message sent.
 
     python bench/bridge_latency.py [--events 1000] [--flood-seconds 10] [--rate 10000] [--mapping NAME]
-                                   [--reaper-bundle] [--no-midi] [--jack-period N]
+                                   [--reaper-bundle] [--no-midi] [--jack-period N] [--rested N]
                                    [--only STAGE ...]
 """
 
@@ -53,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
+from bridge.midi_ports import JACK_DRAIN_S  # noqa: E402
 from peers import JackServer, ReaperPeer, UdpPeer, build, free_port  # noqa: E402
 
 INTERVAL_MS = 10.0  # REAPER target default
@@ -310,7 +313,12 @@ def midi_floor_client(port_substring: str) -> int:
     return 0
 
 
-def midi_knob_stage(rig: Rig, events: int, jack: JackServer) -> tuple[str, str]:
+RESTED_S = JACK_DRAIN_S[-2][0] + 0.5
+"""The quiet before each rested MIDI jump: beyond the last of the input's drain tiers, where it
+looks at RtMidi's queue least often (bridge.midi_ports.JACK_DRAIN_S)."""
+
+
+def midi_knob_stage(rig: Rig, events: int, jack: JackServer, rested: int = 0) -> tuple[str, str]:
     """Isolated jumps of CC 7 (-> amount) through JACK, then a turn, each beside the transport's
     floor on the same event and the daemon's share (answer minus floor, event by event). Every
     event is sent at a random phase of JACK's period: the bench's own waits (the polish timer,
@@ -343,6 +351,13 @@ def midi_knob_stage(rig: Rig, events: int, jack: JackServer) -> tuple[str, str]:
     turn = [mido.Message("control_change", control=7, value=40 + (i % 60 if (i // 60) % 2 == 0 else 60 - i % 60))
             for i in range(events)]
     moves = rig.sweep(lambda i: surface.send(turn[i]), events, jitter_s=jack_period_s)
+    rested_jumps: list[tuple[int, tuple[float, float] | None]] = []
+    for i in range(rested):  # a first touch after the hand has left the controller alone a while
+        time.sleep(RESTED_S + phases[i % events])
+        cc = mido.Message("control_change", control=7, value=20 + (i * 53) % 100)
+        sent = []
+        ms = rig.measure(lambda: (sent.append(time.time_ns()), surface.send(cc)), timeout=2.0, quiet=KNOB_QUIET_S)
+        rested_jumps.append((sent[0], ms))
     surface.close()
     floor.collect()
     lat = [ms[0] for _, ms in jumps if ms is not None]
@@ -363,6 +378,13 @@ def midi_knob_stage(rig: Rig, events: int, jack: JackServer) -> tuple[str, str]:
           f"-> answer "
           f"{turned}, {silent} moves lost or changed nothing   target p99 <= 1 ms")
     print(f"   the daemon's share (answer minus floor, per move) {pct(tshare) if tshare else 'none'}")
+    if rested:
+        rlat = [ms[0] for _, ms in rested_jumps if ms is not None]
+        rfl, rshare = floor_and_share([ms and ms[0] for _, ms in rested_jumps],
+                                      [floor.after(t0, 0.05) for t0, _ in rested_jumps])
+        print(f"MIDI knob after {RESTED_S:.1f} s of rest -> answer {pct(rlat) if rlat else 'no output'}, "
+              f"lost {rested - len(rlat)}; floor {pct(rfl) if rfl else 'none'}")
+        print(f"   the daemon's share (answer minus floor, per event) {pct(rshare) if rshare else 'none'}")
     print(knob_errors(rig))
     driver_late, late = jack.xruns(log_from)
     print(f"JACK during the MIDI stage: the driver's cycle late {driver_late} times; clients not finished in "
@@ -416,6 +438,9 @@ def main() -> int:
                     help="the REAPER target sends each flush as one OSC bundle (config osc_bundle: true)")
     ap.add_argument("--only", choices=("phrase", "osc", "midi", "flood"), action="append",
                     help="run only these stages (repeatable)")
+    ap.add_argument("--rested", type=int, default=0, metavar="N",
+                    help=f"after the MIDI turn, N jumps each after {RESTED_S:.1f} s without MIDI (the drain "
+                         f"thread's slowest tier; {RESTED_S:.1f} s each, so not by default)")
     ap.add_argument("--midi-floor-client", metavar="PORT", help=argparse.SUPPRESS)  # MidiFloor's process
     a = ap.parse_args()
     if a.midi_floor_client:
@@ -453,7 +478,7 @@ def main() -> int:
                 base.close()
         # MIDI knob
         if jack is not None and "midi" in stages:
-            results["knob_midi"], results["knob_midi_turn"] = midi_knob_stage(rig, a.events, jack)
+            results["knob_midi"], results["knob_midi_turn"] = midi_knob_stage(rig, a.events, jack, a.rested)
         else:
             print(f"MIDI knob: skipped ({midi_reason})")
         if "flood" not in stages:

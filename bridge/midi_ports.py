@@ -43,7 +43,9 @@ JACK_DRAIN_S = ((0.5, 0.0002), (10.0, 0.001), (float("inf"), 0.005))
 """How often a JACK input's queue is drained (module docstring), by the time since its last
 message: every 0.2 ms within 0.5 s (a knob being turned: the rest of a gesture waits little),
 every 1 ms within 10 s, every 5 ms after (a daemon left alone wakes 200 times a second; the
-first message after a long rest waits up to 5 ms, the rest of its gesture 0.2 ms)."""
+first message after a long rest waits up to 5 ms, the rest of its gesture 0.2 ms). Measured
+(`bench/bridge_latency.py --only midi --events 200 --rested 20`): the daemon's share of a jump
+after 10.5 s of quiet p50 2.87 / max 5.87 ms, against 0.73 / 2.22 ms for jumps about 0.1 s apart."""
 
 
 READ_AHEAD = 1024
