@@ -217,9 +217,10 @@ def floor_and_share(answers: list[float | None], floors: list[float | None]) -> 
 
 
 def knob_errors(rig: Rig) -> str:
-    e = rig.status()["knob_answers"]
+    st = rig.status()
+    e, inline = st["knob_answers"], st["inline_answers"]
     err = e.get("rms_error_db") or {}
-    return (f"   answered from the tangent {e['tangent']} ({e['on_osc_thread']} on the OSC thread, {e.get('on_midi_thread', 0)} on the MIDI drain thread), by a refit "
+    return (f"   answered from the tangent {e['tangent']} ({inline['osc']['knob']} on the OSC thread, {inline.get('midi', {}).get('knob', 0)} on the MIDI drain thread), by a refit "
             f"{e['refit']}; sent first, from the message read to the last send: {e.get('sent_first_ms')}; "
             f"RMS error vs target: "
             f"answer p50 {err.get('tangent_p50')} / p99 {err.get('tangent_p99')} dB, polished p50 "
@@ -411,7 +412,7 @@ def phrase_stage(rig: Rig, a: argparse.Namespace) -> str:
             inside = f"inside the daemon (received -> values handed to the target): {st['latency_ms']}"
             if key == "now":
                 print(f"phrase -> last param   {pct(lat['now'])}   target p99 <= 5 ms")
-                print(f"   {inside}; answered on the OSC thread: {st['queue']['phrases_on_osc_thread']}")
+                print(f"   {inside}; answered on the OSC thread: {st['inline_answers']['osc']['phrase']}")
             else:
                 print(f"   baseline, {st['fit_backend']} loop: {pct(lat['base'])}; {inside}")
         finally:

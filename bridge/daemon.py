@@ -172,8 +172,8 @@ class Daemon:
         self._settle_at: float | None = None  # monotonic time to polish a tangent answer
         self.shown = ShownKnobs()  # the knob values each OSC client shows (bridge.knob_feedback)
         self.pickup = Pickup()  # pots with soft takeover (bridge.pickup)
-        self.knob_answers = {"tangent": 0, "refit": 0, "on_osc_thread": 0, "on_midi_thread": 0}
-        self.phrases_on_osc_thread = 0
+        self.knob_answers = {"tangent": 0, "refit": 0}
+        self.inline_answers: dict[str, dict[str, int]] = {}  # source -> {"knob", "phrase"}: answered on its thread
         self.knob_error_db: deque[tuple[float, float]] = deque(maxlen=2000)  # (tangent, polished)
         self.knob_sent_ms: deque[float] = deque(maxlen=2000)  # datagram read -> values sent (sent first)
         name = (cfg.profile if persist else None) if profile is None else (profile or None)
@@ -227,7 +227,7 @@ class Daemon:
                              addresses=build_addresses([macros.name(n) for n in range(1, macros.count + 1)]))
         self._engine = threading.Thread(target=self._run, name="eqbridge-engine", daemon=True)
         self._engine.start()
-        self._inline_ok["osc"] = lambda: not self.osc.pending()
+        self._answer_inline_from("osc", lambda: not self.osc.pending())
         self.osc.start()
         if self.cfg.midi_feedback:
             from bridge.midi_feedback import MidiFeedback
@@ -239,7 +239,7 @@ class Daemon:
             self.midi = MidiInput(self.cfg.midi_input, list(self.cfg.midi_map), self.submit,
                                   backend=self.cfg.midi_backend,
                                   on_connect=self.midi_feedback.refresh if self.midi_feedback else None)
-            self._inline_ok["midi"] = self.midi.may_answer_inline
+            self._answer_inline_from("midi", self.midi.may_answer_inline)
             self.midi.start()
         self._start_followers()
         # Everything loaded so far (model, tokenizer, mappings, numpy, onnxruntime) lives as long as
@@ -308,6 +308,12 @@ class Daemon:
                 self._unprocessed -= 1
             self.dropped += 1
 
+    def _answer_inline_from(self, source: str, may_now: Callable[[], bool]) -> None:
+        """Let a lone event from `source` be answered on its input thread when `may_now()` (asked
+        on that thread: no newer message waits there)."""
+        self._inline_ok[source] = may_now
+        self.inline_answers[source] = {"knob": 0, "phrase": 0}
+
     def _answer_inline(self, ev: Event) -> bool:
         """Process a lone knob move or phrase on the input thread that read it (the OSC thread, a
         JACK input's queue drain: no hand-over to the engine thread and its wake-up); False: queue
@@ -322,10 +328,7 @@ class Daemon:
             if self._unprocessed or not self._inline_ok[ev.source]():
                 return False
             timers = (self._settle_at, self._tangent_wanted)
-            if ev.kind == "text":
-                self.phrases_on_osc_thread += 1
-            else:
-                self.knob_answers[f"on_{ev.source}_thread"] += 1
+            self.inline_answers[ev.source]["phrase" if ev.kind == "text" else "knob"] += 1
             self._process_burst([ev])
             rearm = (self._settle_at, self._tangent_wanted) != timers
         finally:
@@ -853,8 +856,8 @@ class Daemon:
             "uptime_s": round(time.time() - self.t_start, 1),
             "osc": {"host": self.cfg.osc_host, "port": self.osc.port if self.osc else self.cfg.osc_port,
                     **(self.osc.counters.to_json() if self.osc else {})},
-            "queue": {"waiting": self.queue.qsize(), "dropped": self.dropped, "renders": self.renders,
-                      "phrases_on_osc_thread": self.phrases_on_osc_thread},
+            "queue": {"waiting": self.queue.qsize(), "dropped": self.dropped, "renders": self.renders},
+            "inline_answers": {source: dict(n) for source, n in self.inline_answers.items()},
             "latency_ms": _percentiles(self.latency_ms),
             "knob_answers": {**self.knob_answers, "rms_error_db": _error_pairs(self.knob_error_db),
                              "sent_first_ms": _percentiles(self.knob_sent_ms)},

@@ -91,7 +91,7 @@ def test_phrase_in_gives_exactly_the_fitted_parameters(rig):
 def test_a_lone_phrase_is_answered_on_the_osc_thread_and_waits_for_a_busy_engine(rig):
     d, reaper, client, dest, fb = rig
     send_and_wait(client, dest, "/eqbridge/text", "warm")
-    assert d.phrases_on_osc_thread == 1
+    assert d.inline_answers["osc"]["phrase"] == 1
     reaper.wait_for(lambda rs: final_values(reaper) == expected_reaper(FakeModel().curve("warm", 0.5).gains_db))
     with d._engine_lock:  # the engine is busy: the next phrase is queued behind it, not answered inline
         client.send(dest, "/eqbridge/text", "bright")
@@ -101,7 +101,7 @@ def test_a_lone_phrase_is_answered_on_the_osc_thread_and_waits_for_a_busy_engine
     want = expected_reaper(FakeModel().curve("bright", 0.5).gains_db)
     reaper.wait_for(lambda rs: final_values(reaper) == want)
     assert final_values(reaper) == want
-    assert d.phrases_on_osc_thread == 1 and d.status()["queue"]["phrases_on_osc_thread"] == 1
+    assert d.inline_answers["osc"]["phrase"] == 1 and d.status()["inline_answers"]["osc"]["phrase"] == 1
 
 
 def test_knobs_undo_redo_bypass_only_send_changes(rig):
@@ -546,11 +546,11 @@ def test_real_lone_knob_is_sent_first_and_the_session_catches_up(tmp_path, monke
         n_flushes = d.active.output.flushes
         if source == "osc":
             send_and_wait(r.client, r.dest, address, value)
-            assert d.knob_answers["on_osc_thread"] == 1
+            assert d.inline_answers["osc"]["knob"] == 1
         else:
             d.submit(Event(kind, args, None, "midi", time.perf_counter()))
             assert wait_until(lambda: d.knob_answers["tangent"] == 1, timeout=2.0)
-            assert d.knob_answers["on_osc_thread"] == 0
+            assert d.inline_answers["osc"]["knob"] == 0 and "midi" not in d.inline_answers
         k = d.session.state.knobs
         now, then = [k.amount, *k.macros], [base.amount, *base.macros]
         assert now[knob] == pytest.approx(value, abs=1e-6)

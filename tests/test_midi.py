@@ -441,8 +441,8 @@ def test_a_lone_knob_move_is_answered_on_the_drain_thread_a_burst_by_the_engine(
             send_paced(d, surface, [cc(7, value)])
             assert reaper.wait_for(lambda rs: len(rs) > n)  # the EQ was set
             assert status(client, dest)["amount"] == pytest.approx(value / 127)
-            inline = d.knob_answers["on_midi_thread"]
-        assert inline >= 2, d.knob_answers  # one paced move may share its cycle with a resend
+            inline = d.inline_answers["midi"]["knob"]
+        assert inline >= 2, d.inline_answers  # one paced move may share its cycle with a resend
         burst = [cc(7, v) for v in range(60, 110)]
         for m in burst:
             surface.send(m)
@@ -451,7 +451,7 @@ def test_a_lone_knob_move_is_answered_on_the_drain_thread_a_burst_by_the_engine(
                 break
             surface.send(burst[-1])
         assert status(client, dest)["amount"] == pytest.approx(109 / 127)
-        assert d.knob_answers["on_midi_thread"] <= inline + 3, d.knob_answers  # not one per message
+        assert d.inline_answers["midi"]["knob"] <= inline + 3, d.inline_answers  # not one per message
 
 
 def test_clock_sysex_and_sensing_never_reach_the_callback(jack):
