@@ -9,20 +9,22 @@ its port once a second). Every JACK client is also a thread woken each
 period, and one that is late is an xrun of the whole graph. Other mido backends use mido's own
 ports (`MidoPorts`, https://mido.readthedocs.io/en/stable/ports/index.html).
 
-Under JACK an input is read from python-rtmidi's queue by a thread of ours, not by a callback.
-A callback runs on JACK's process thread and takes the GIL for every message; when several
-arrive in one cycle (a 14-bit pair, an NRPN) while another thread holds the GIL (the engine
-answering the move before), JACK's thread is late for the cycle and reads events from a buffer
-that has moved on: `bench/midi_bursts.py` (groups of four in one frame, a thread holding the
-GIL) read 1.6-5.0 % of such messages as repeats or wrong ones that way in five runs, none from
-the queue, which RtMidi fills in C without the GIL, and none at jackd2's own monitor. (In one of
-three runs of the test of it with the callback, nothing was read at all.) The thread drains the queue every 0.2 to 5 ms, faster the more recent the last message
-(JACK_DRAIN_S). Being ours, the thread may do an answer's work: the daemon answers a lone knob
-move on it, as it does an OSC one on the OSC thread (`newer_waiting`). Its cost, in the same bench (two runs; the callback's figures are the JACK
-client's own thread and the bench's): this process at 3.5-3.8 % of a core on a port never used,
-5.6-6.0 % in the 10 s after a message and 10.0-10.3 % while messages come in, against 2.5-3.2 %
-with the callback; the daemon's share of a knob's way in rose by 0.03-0.14 ms at p50 and
-0.2-0.3 ms at p99 (`bench/bridge_latency.py --only midi`, two runs each way, interleaved).
+Under JACK an input is read from python-rtmidi's queue by a thread of ours, not by a callback. A
+callback runs on JACK's process thread and takes the GIL for every message; when several arrive in
+one cycle (a 14-bit pair, an NRPN) while another thread holds the GIL (the engine answering the
+move before), JACK's thread is late for the cycle and reads events from a buffer that has moved on:
+`bench/midi_bursts.py` (groups of four in one frame, a thread holding the GIL) read 1.6-5.0 % of
+such messages as repeats or wrong ones that way in five runs, none from the queue, which RtMidi
+fills in C without the GIL, and none at jackd2's own monitor. (In one of three runs of the test of
+it with the callback, nothing was read at all.) The thread drains the queue every 0.2 to 2 ms,
+faster the more recent the last message (JACK_DRAIN_S). Being ours, the thread may do an answer's
+work: the daemon answers a lone knob move on it, as it does an OSC one on the OSC thread
+(`newer_waiting`). Its cost, in the same bench (two runs; the callback's figures are the JACK
+client's own thread and the bench's), with a last tier of 5 ms then: this process at 3.5-3.8 % of a
+core on a port never used (idle figures for the tiers now: JACK_DRAIN_S), 5.6-6.0 % in the 10 s
+after a message and 10.0-10.3 % while messages come in, against 2.5-3.2 % with the callback; the
+daemon's share of a knob's way in rose by 0.03-0.14 ms at p50 and 0.2-0.3 ms at p99
+(`bench/bridge_latency.py --only midi`, two runs each way, interleaved).
 """
 
 from __future__ import annotations
@@ -39,13 +41,17 @@ log = logging.getLogger("eqbridge.midi")
 RTMIDI = "mido.backends.rtmidi"
 CLIENT_NAMES = {False: "eqbridge", True: "eqbridge-out"}
 """The JACK/ALSA client name of each direction (output: True), as a user sees it in the graph."""
-JACK_DRAIN_S = ((0.5, 0.0002), (10.0, 0.001), (float("inf"), 0.005))
+JACK_DRAIN_S = ((0.5, 0.0002), (10.0, 0.001), (float("inf"), 0.002))
 """How often a JACK input's queue is drained (module docstring), by the time since its last
 message: every 0.2 ms within 0.5 s (a knob being turned: the rest of a gesture waits little),
-every 1 ms within 10 s, every 5 ms after (a daemon left alone wakes 200 times a second; the
-first message after a long rest waits up to 5 ms, the rest of its gesture 0.2 ms). Measured
-(`bench/bridge_latency.py --only midi --events 200 --rested 20`): the daemon's share of a jump
-after 10.5 s of quiet p50 2.87 / max 5.87 ms, against 0.73 / 2.22 ms for jumps about 0.1 s apart."""
+every 1 ms within 10 s, every 2 ms after (a daemon left alone wakes 500 times a second; the
+first message after a long rest waits up to 2 ms, the rest of its gesture 0.2 ms).
+The last tier was 5 ms. `bench/bridge_latency.py --only midi --events 200 --rested 20`: the
+daemon's share of a jump after 10.5 s of quiet was p50 2.87 / max 5.87 ms at 5 ms and 1.84 /
+2.57 ms at 2 ms, against 0.73 / 2.22 and 0.80 / 2.30 ms for jumps about 0.1 s apart in the same
+runs. An idle port cost this process 4.44-4.79 % of a core at 5 ms, 4.51-5.46 % at 2 ms,
+4.86-6.65 % at 1 ms and 1.68-1.99 % with the callback (three interleaved rounds of 5 s; waking a
+sleeping Python thread costs tens of microseconds on this VM)."""
 
 
 READ_AHEAD = 1024
@@ -125,7 +131,7 @@ class RtMidiPorts:
     def close(self) -> None:
         if self._draining is not None:
             self._draining.set()
-            self._drain_thread.join()  # it ends within one rest (<= 5 ms); the port must not close under it
+            self._drain_thread.join()  # it ends within one rest (<= 2 ms); the port must not close under it
             self._draining = self._drain_thread = None
             self._ahead.clear()
         elif not self.output:
