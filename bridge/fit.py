@@ -160,6 +160,10 @@ class _Geometry:
         self.groups = [g for g in groups.values() if len(g) > 1]
         self.end_lo = self.freqs < 60.0
         self.end_hi = self.freqs > 12000.0
+        # the same as flat buffers for bridge._lmcore.greedy
+        self.kind_bits = np.array([sum(1 << k for k in ks) for ks in self.kinds], dtype=np.uint8)
+        self.ntypes = np.array([len(s.types) for s in specs], dtype=np.int64)
+        self.end_lo_u8, self.end_hi_u8 = self.end_lo.astype(np.uint8), self.end_hi.astype(np.uint8)
         nb = len(self.specs)
         fmax = 0.49 * sample_rate
         lo = np.zeros((3, nb))
@@ -177,6 +181,7 @@ class _Geometry:
                 lo[2, i], hi_[2, i] = np.log(s.q[0]), np.log(s.q[1])
         self.lo, self.hi = lo, hi_
         self.free = hi_ > lo  # (3, nb): which parameters the fitter may move
+        self.free_u8 = self.free.astype(np.uint8)
 
 
 _GEOMETRY: dict[tuple, _Geometry] = {}
@@ -674,6 +679,33 @@ def _sort_interchangeable(groups: list[list[int]], out: list[BandSetting]) -> li
 
 
 def _fit_greedy(prob: _Problem, usable: list[int]) -> list[BandSetting]:
+    """A cold fit: shelves for the band ends, then a band at the largest residual at a time, LM
+    after each. Runs compiled (`_fit_greedy_compiled`) when bridge._lmcore is built, else in numpy
+    (`_fit_greedy_numpy`)."""
+    if _lmcore is not None:
+        got = _fit_greedy_compiled(prob, usable)
+        if got is not None:
+            return _settings(prob, *got, sort_interchangeable=True)
+    return _fit_greedy_numpy(prob, usable)
+
+
+def _fit_greedy_compiled(prob: _Problem, usable: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """`_fit_greedy_numpy`'s placement in C (bridge/_lmcore.c, the same steps): (kinds per slot,
+    placed slots, (3, k) params), or None when a stage's step matrix was not positive definite."""
+    geo, nb = prob.geo, len(prob.specs)
+    kinds, idx, p = np.empty(nb, dtype=np.int64), np.empty(nb, dtype=np.int64), np.empty(3 * nb)
+    k = _lmcore.greedy(kinds, idx, p, np.array(usable, dtype=np.int64), prob.target, prob.freqs, prob.tan2,
+                       prob.sw, prob.sw_db, prob.sw_target, geo.lo, geo.hi, geo.free_u8, geo.kind_bits,
+                       geo.ntypes, geo.end_lo_u8, geo.end_hi_u8, prob.log_pi_sr, _DB, _H, *_PENALTIES,
+                       GAIN_PULL, Q_PULL, SHELF_Q_PULL, Q_HOME, SHELF_Q_HOME, STOP_RMS_DB, LAM0,
+                       STAGE_ITERS, STAGE_RTOL, FINAL_ITERS, FINAL_RTOL)
+    if k is None:
+        return None
+    return kinds, idx[:k].copy(), p[:3 * k].reshape(3, k)
+
+
+def _fit_greedy_numpy(prob: _Problem, usable: list[int]) -> list[BandSetting]:
+    """`_fit_greedy` in Python, each stage's LM by `_lm`."""
     kinds = np.full(len(prob.specs), -1)
     placed: list[int] = []
     params: list[list[float]] = []

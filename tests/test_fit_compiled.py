@@ -1,5 +1,6 @@
 """The fitter's compiled inner loop (bridge/_lmcore.c) against its numpy loop, call for call."""
 
+import math
 import os
 import shutil
 import subprocess
@@ -119,9 +120,54 @@ def test_numpy_loop_takes_over_when_the_core_declines(monkeypatch):
     specs = load_mapping("reaper-reaeq")
     monkeypatch.setattr(F, "_lmcore", None)
     plain = F.fit_curve(target, specs)
-    monkeypatch.setattr(F, "_lmcore", SimpleNamespace(lm=lambda *args: None))
+    monkeypatch.setattr(F, "_lmcore", SimpleNamespace(lm=lambda *args: None, greedy=lambda *args: None))
     declined = F.fit_curve(target, specs)
     assert declined.bands == plain.bands
+
+
+def _placements(bands: str):
+    """(problem, usable slots) of cold fits on a mapping: word curves, scaled up and down too (more
+    and fewer bands placed, gains against their limits)."""
+    specs = eight_band() if bands == "eight-band" else load_mapping(bands).bands
+    usable = [i for i, spec in enumerate(specs) if F._fit_kinds(spec)]
+    for target in _word_curves(12):
+        for scale in (0.2, 1.0, 3.0):
+            yield F._Problem(np.asarray(target) * scale, specs, 48000.0), usable
+
+
+@needs_core
+@pytest.mark.parametrize("bands", ["reaper-reaeq", "ableton-eq-eight", "lsp-para-x16", "eight-band"])
+def test_compiled_placement_places_as_the_numpy_placement(bands):
+    """The greedy placement in C puts the same kinds in the same slots, in the same order, and
+    lands on the same parameters as the numpy placement (whose stages run the compiled LM)."""
+    n_bands = set()
+    for prob, usable in _placements(bands):
+        got = F._fit_greedy_compiled(prob, usable)
+        assert got is not None
+        kinds, idx, p = got
+        compiled = F._settings(prob, kinds, idx, p, sort_interchangeable=True)
+        reference = F._fit_greedy_numpy(prob, usable)
+        assert [b.type for b in compiled] == [b.type for b in reference]
+        for c, r in zip(compiled, reference):
+            assert math.log(c.freq_hz / r.freq_hz) == pytest.approx(0.0, abs=1e-9)
+            assert c.gain_db == pytest.approx(r.gain_db, abs=1e-9)
+            assert math.log(c.q / r.q) == pytest.approx(0.0, abs=1e-9)
+        n_bands.add(idx.size)
+    if len(usable) > 4:  # with bands to spare, the scales place different numbers of them
+        assert len(n_bands) > 1, n_bands
+
+
+@needs_core
+def test_compiled_placement_refuses_buffers_of_the_wrong_size():
+    prob, usable = next(_placements("reaper-reaeq"))
+    bad = SimpleNamespace(**vars(prob))
+    bad.geo = SimpleNamespace(**vars(prob.geo))
+    bad.geo.lo = prob.geo.lo[:, :-1].copy()
+    with pytest.raises(ValueError, match="slot_lo has"):
+        F._fit_greedy_compiled(bad, usable)
+    bad.geo.lo, bad.geo.end_hi_u8 = prob.geo.lo, prob.geo.end_hi_u8[:-1].copy()
+    with pytest.raises(ValueError, match="end_hi has"):
+        F._fit_greedy_compiled(bad, usable)
 
 
 @needs_core
