@@ -339,6 +339,9 @@ done:
 
 enum { BELL = 0, LOW_SHELF = 1, HIGH_SHELF = 2 }; /* bridge.filters.KIND_* */
 
+static const double EA[3][2][3] = { /* [kind][N, D][alpha, beta, c]: `_Structure`'s exponents of A */
+    {{0, 0, 2}, {0, 0, -2}}, {{2, 1, 3}, {0, 1, 1}}, {{1, 2, 3}, {1, 0, 1}}};
+
 typedef struct {   /* one cold fit: the grid, the target and what each slot (plugin band) offers */
     Py_ssize_t nb, npts;
     const double *target, *freqs, *tan2, *sw, *sw_db, *sw_target;
@@ -388,8 +391,6 @@ static double masked_mean(const double *a, const unsigned char *mask, Py_ssize_t
  * the per-band params par[b][3]; par gets the result, pred the predicted dB on the grid. */
 static int stage(const Greedy *G, StageBuf *B, Py_ssize_t k, const long long *idx, const long long *kk,
                  double *par, double *pred, int iters, double rtol) {
-    static const double EA[3][2][3] = { /* [kind][N, D][alpha, beta, c] */
-        {{0, 0, 2}, {0, 0, -2}}, {{2, 1, 3}, {0, 1, 1}}, {{1, 2, 3}, {1, 0, 1}}};
     Py_ssize_t nb = G->nb, n = 3 * k, npairs = 0, ncross = 0;
     int all_free = 1;
     for (Py_ssize_t b = 0; b < k; b++) {
@@ -552,6 +553,11 @@ out:
     return result;
 }
 
+static void release(Py_buffer *b, int n) { /* the buffers an entry point's arguments took */
+    for (int i = 0; i < n; i++)
+        if (b[i].obj) PyBuffer_Release(&b[i]);
+}
+
 static int need(Py_buffer *b, Py_ssize_t count, Py_ssize_t item, const char *name) {
     if (b->len != count * item) {
         PyErr_Format(PyExc_ValueError, "_lmcore.lm: %s has %zd bytes, expected %zd", name, b->len, count * item);
@@ -618,8 +624,7 @@ static PyObject *py_lm(PyObject *Py_UNUSED(self), PyObject *args) {
     else
         result = failed ? Py_NewRef(Py_None) : PyFloat_FromDouble(got);
 out:
-    for (int i = 0; i < 16; i++)
-        if (b[i].obj) PyBuffer_Release(&b[i]);
+    release(b, 16);
     return result;
 }
 
@@ -675,14 +680,65 @@ static PyObject *py_greedy(PyObject *Py_UNUSED(self), PyObject *args) {
     else
         result = k < 0 ? Py_NewRef(Py_None) : PyLong_FromSsize_t(k);
 out:
-    for (int i = 0; i < 17; i++)
-        if (b[i].obj) PyBuffer_Release(&b[i]);
+    release(b, 17);
+    return result;
+}
+
+PyDoc_STRVAR(db_at_doc,
+"db_at(out, x, kinds, tan2, log_pi_sr, db, h) -> None\n\n"
+"bridge.fit._Model.db_at in C: the summed dB response of k bands (kinds: int64, 0 bell, 1 low\n"
+"shelf, 2 high shelf; x: float64 [ln f (k), gain dB (k), ln Q (k)]) at the grid points whose\n"
+"tan^2(w/2) are tan2, into out (as many float64).");
+
+static PyObject *py_db_at(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer b[4];
+    memset(b, 0, sizeof(b));
+    double log_pi_sr, db, h;
+    if (!PyArg_ParseTuple(args, "w*y*y*y*ddd", &b[0], &b[1], &b[2], &b[3], &log_pi_sr, &db, &h))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t k = b[2].len / 8, n = b[3].len / 8;
+    if (need(&b[0], n, 8, "out") || need(&b[1], 3 * k, 8, "x"))
+        goto out;
+    const double *x = b[1].buf, *tan2 = b[3].buf;
+    const long long *kinds = b[2].buf;
+    double *o = b[0].buf;
+    for (Py_ssize_t b_ = 0; b_ < k; b_++)
+        if (kinds[b_] < BELL || kinds[b_] > HIGH_SHELF) {
+            PyErr_SetString(PyExc_ValueError, "_lmcore.db_at: a kind is not 0, 1 or 2");
+            goto out;
+        }
+    for (Py_ssize_t i = 0; i < n; i++) o[i] = 0.0;
+    for (Py_ssize_t j = 0; j < k; j++) { /* `_Model.db_at`: alpha, beta, c of N and D, then y */
+        const double (*e)[3] = EA[kinds[j]];
+        double g = x[k + j], lnq2 = -2.0 * x[2 * k + j];
+        double t0 = tan(exp(x[j] + log_pi_sr));
+        double t02 = t0 * t0, abc[2][3];
+        for (int nd = 0; nd < 2; nd++) {
+            abc[nd][0] = exp(h * e[nd][0] * g);
+            abc[nd][1] = exp(h * e[nd][1] * g);
+            abc[nd][2] = exp(h * e[nd][2] * g + lnq2);
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double y = tan2[i] / t02, xx[2];
+            for (int nd = 0; nd < 2; nd++) {
+                double p = abc[nd][0] - abc[nd][1] * y;
+                xx[nd] = p * p + abc[nd][2] * y;
+            }
+            o[i] += log(xx[0] / xx[1]);
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) o[i] *= db;
+    result = Py_NewRef(Py_None);
+out:
+    release(b, 4);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"lm", py_lm, METH_VARARGS, lm_doc},
     {"greedy", py_greedy, METH_VARARGS, greedy_doc},
+    {"db_at", py_db_at, METH_VARARGS, db_at_doc},
     {NULL, NULL, 0, NULL},
 };
 

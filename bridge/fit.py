@@ -627,6 +627,16 @@ def score_settings(target_db: np.ndarray | Sequence[float], bands: Any,
     return _make_fit(name, tuple(settings), target, sr, _Problem(target, specs, sr))
 
 
+def _centre_db(prob: _Problem, kinds: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The summed dB response at the 40 centres of bands `kinds` (int64) at x: `_Model.db_at`,
+    in C when bridge._lmcore is built (a numpy call per step costs more than its arithmetic)."""
+    if _lmcore is not None:
+        out = np.empty(N_BANDS)
+        _lmcore.db_at(out, x, kinds, prob.geo.centres_tan2, prob.log_pi_sr, _DB, _H)
+        return out
+    return _Model(prob, kinds, np.arange(kinds.size)).db_at(x, prob.geo.centres_tan2)
+
+
 def _make_fit(name: str, settings: Sequence[BandSetting], target: np.ndarray, sr: float,
               prob: _Problem | None = None) -> Fit:
     on = [s for s in settings if s.type != "off"]
@@ -637,8 +647,8 @@ def _make_fit(name: str, settings: Sequence[BandSetting], target: np.ndarray, sr
             lo_f, hi_f = prob.geo.ln_f_range
             x = np.array([min(max(math.log(s.freq_hz), lo_f), hi_f) for s in on]
                          + [s.gain_db for s in on] + [math.log(s.q) for s in on])
-            kinds = np.array([KIND_CODES[s.type] for s in on])
-            pred = _Model(prob, kinds, np.arange(len(on))).db_at(x, prob.geo.centres_tan2)
+            kinds = np.array([KIND_CODES[s.type] for s in on], dtype=np.int64)
+            pred = _centre_db(prob, kinds, x)
     else:
         pred = response_db(settings, FREQS_HZ, sr)
     err = pred - target

@@ -120,7 +120,8 @@ def test_numpy_loop_takes_over_when_the_core_declines(monkeypatch):
     specs = load_mapping("reaper-reaeq")
     monkeypatch.setattr(F, "_lmcore", None)
     plain = F.fit_curve(target, specs)
-    monkeypatch.setattr(F, "_lmcore", SimpleNamespace(lm=lambda *args: None, greedy=lambda *args: None))
+    declining = SimpleNamespace(lm=lambda *args: None, greedy=lambda *args: None, db_at=CORE.db_at)
+    monkeypatch.setattr(F, "_lmcore", declining)
     declined = F.fit_curve(target, specs)
     assert declined.bands == plain.bands
 
@@ -193,3 +194,21 @@ def test_core_refuses_buffers_of_the_wrong_size():
         call(pair_i=np.full(st.pair_i.size, 99, dtype=np.int64))
     with pytest.raises(TypeError, match="read-write bytes-like"):
         call(x=np.zeros(48)[::2])  # not contiguous
+
+
+@needs_core
+def test_compiled_centre_response_is_the_numpy_response():
+    """A fit's response at the 40 centres (what its error is scored on) comes out the same from
+    the core as from `_Model.db_at`, on every kind of band; an unknown kind is refused."""
+    kinds_seen = set()
+    for prob, usable in list(_placements("lsp-para-x16"))[:12]:
+        kinds, idx, p = F._fit_greedy_compiled(prob, usable)
+        kk = kinds[idx]
+        x = p.ravel()
+        want = F._Model(prob, kk, np.arange(kk.size)).db_at(x, prob.geo.centres_tan2)
+        np.testing.assert_allclose(F._centre_db(prob, kk, x), want, rtol=0, atol=1e-9)
+        kinds_seen.update(kk.tolist())
+    assert kinds_seen == {F.KIND_BELL, F.KIND_LOW_SHELF, F.KIND_HIGH_SHELF}
+    with pytest.raises(ValueError, match="not 0, 1 or 2"):
+        CORE.db_at(np.empty(40), np.zeros(3), np.array([7], dtype=np.int64), prob.geo.centres_tan2,
+                   prob.log_pi_sr, F._DB, F._H)
