@@ -220,7 +220,9 @@ def knob_errors(rig: Rig) -> str:
     st = rig.status()
     e, inline = st["knob_answers"], st["inline_answers"]
     err = e.get("rms_error_db") or {}
-    return (f"   answered from the tangent {e['tangent']} ({inline['osc']['knob']} on the OSC thread, {inline.get('midi', {}).get('knob', 0)} on the MIDI drain thread), by a refit "
+    on_midi = inline.get("midi", {}).get("knob", 0)
+    return (f"   answered from the tangent {e['tangent']} ({inline['osc']['knob']} on the OSC thread, {on_midi} "
+            f"on the MIDI drain thread), by a refit "
             f"{e['refit']}; sent first, from the message read to the last send: {e.get('sent_first_ms')}; "
             f"RMS error vs target: "
             f"answer p50 {err.get('tangent_p50')} / p99 {err.get('tangent_p99')} dB, polished p50 "

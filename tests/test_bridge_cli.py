@@ -104,6 +104,20 @@ def test_serve_and_send_then_clean_shutdown(served, capsys, sig):
     assert sorted(p.name for p in tmp.iterdir()) == ["xdg"]  # nothing written to the working directory
 
 
+def test_two_signals_back_to_back_still_shut_down_cleanly(served):
+    """A service manager's SIGTERM and then a user's (or a timeout's, then a kill's) arrive while
+    the first is handled: the daemon still stops, saves and exits 0. (A handler that set a
+    threading.Event once hung a daemon this way: it took a lock the interrupted main thread held.)"""
+    proc, port, reaper, tmp = served
+    assert run_cli("send", "--macro", "1", "0.7", "--port", str(port)) == 0
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert "eqbridge stopped" in err and "Traceback" not in err
+    assert (tmp / "xdg" / "eqbridge" / "state.json").exists()
+
+
 def test_send_without_a_daemon_fails_clearly(capsys):
     assert run_cli("send", "warm", "--port", str(free_port()), "--timeout", "0.2") == 1
     assert "no answer" in capsys.readouterr().err

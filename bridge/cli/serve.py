@@ -6,9 +6,12 @@ import argparse
 import logging
 import signal
 import sys
-import threading
+import time
 
 from bridge.errors import EqBridgeError
+
+SIGNAL_POLL_S = 0.1
+"""How often the main thread looks whether SIGINT or SIGTERM came (the handler only records it)."""
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -115,11 +118,13 @@ def run(args: argparse.Namespace) -> int:
     from bridge.config import ConfigError
     from bridge.daemon import Daemon
 
-    stop = threading.Event()
+    # A handler runs between two bytecodes of the main thread, which may hold a lock just then (an
+    # Event's condition, the logging lock): it must take none. Setting a threading.Event here
+    # deadlocked a daemon once (two SIGTERMs while its main thread re-took the lock in Event.wait).
+    signalled: list[int] = []
 
     def on_signal(signum, frame):  # noqa: ARG001
-        logging.getLogger("eqbridge").info("signal %d: shutting down", signum)
-        stop.set()
+        signalled.append(signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
@@ -130,8 +135,9 @@ def run(args: argparse.Namespace) -> int:
         daemon.stop()
         raise ConfigError(f"cannot listen on {cfg.osc_host}:{cfg.osc_port}: {exc.strerror or exc}") from None
     try:
-        while not stop.wait(0.5):
-            pass
+        while not signalled:
+            time.sleep(SIGNAL_POLL_S)
+        logging.getLogger("eqbridge").info("signal %d: shutting down", signalled[0])
     finally:
         daemon.stop()
     return 0
