@@ -197,8 +197,15 @@ class Rig:
         return moves
 
     def close(self) -> int:
+        """SIGTERM the daemon and wait for it; one that has not exited within 30 s is reported and
+        killed (its exit code is then the kill's), never left running."""
         self.proc.terminate()
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            print("daemon: still running 30 s after SIGTERM; killed")
+            self.proc.kill()
+            self.proc.wait()
         self.reaper.close()
         self.client.close()
         return self.proc.returncode
