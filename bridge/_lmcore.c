@@ -343,14 +343,14 @@ static const double EA[3][2][3] = { /* [kind][N, D][alpha, beta, c]: `_Structure
     {{0, 0, 2}, {0, 0, -2}}, {{2, 1, 3}, {0, 1, 1}}, {{1, 2, 3}, {1, 0, 1}}};
 
 typedef struct {   /* one cold fit: the grid, the target and what each slot (plugin band) offers */
+    Problem grid;  /* what every stage's `lm` shares: grid, target, constants (no bands yet) */
     Py_ssize_t nb, npts;
-    const double *target, *freqs, *tan2, *sw, *sw_db, *sw_target;
+    const double *target, *freqs;
     const double *slot_lo, *slot_hi;     /* (3, nb): [ln f, gain dB, ln Q] limits of each slot */
     const unsigned char *slot_free;      /* (3, nb) */
     const unsigned char *slot_kinds;     /* (nb): bit 1 << kind for each kind the fitter may use */
     const long long *slot_ntypes;        /* (nb): how many types the band offers */
     const unsigned char *end_lo, *end_hi; /* (npts): the grid's low and high ends */
-    double log_pi_sr, db, h, pen[5];
     double gain_pull, q_pull, shelf_q_pull, q_home, shelf_q_home, stop_rms, lam0;
     int stage_iters, final_iters;
     double stage_rtol, final_rtol;
@@ -416,20 +416,14 @@ static int stage(const Greedy *G, StageBuf *B, Py_ssize_t k, const long long *id
             if (j > i && kk[i] == BELL && kk[j] == BELL) { B->pair_i[npairs] = i; B->pair_j[npairs++] = j; }
             if (kk[i] == LOW_SHELF && kk[j] == HIGH_SHELF) { B->cross_i[ncross] = i; B->cross_j[ncross++] = j; }
         }
-    Problem P = {
-        .k = k, .n = n, .npts = G->npts, .db = G->db, .h = G->h,
-        .ea = B->ea, .tan2 = G->tan2, .sw = G->sw, .sw_db = G->sw_db, .sw_target = G->sw_target,
-        .lo = B->lo, .hi = B->hi, .pw = B->pw, .ph = B->ph, .free = B->free,
-        .pc = 0.0, .log_pi_sr = G->log_pi_sr,
-        .pair_i = B->pair_i, .pair_j = B->pair_j, .cross_i = B->cross_i, .cross_j = B->cross_j,
-        .npairs = npairs, .ncross = ncross,
-        .cancel_pull = G->pen[0], .cancel_width = G->pen[1], .cancel_reach = G->pen[2],
-        .cross_pull = G->pen[3], .cross_margin = G->pen[4],
-    };
+    Problem P = G->grid; /* then the placed bands (pc = 0: no anchor) */
+    P.k = k; P.n = n; P.ea = B->ea; P.lo = B->lo; P.hi = B->hi; P.pw = B->pw; P.ph = B->ph; P.free = B->free;
+    P.pair_i = B->pair_i; P.pair_j = B->pair_j; P.cross_i = B->cross_i; P.cross_j = B->cross_j;
+    P.npairs = npairs; P.ncross = ncross;
     int failed = 0;
     lm(&P, B->x, pred, iters, rtol, G->lam0, all_free, &failed);
     if (failed) return failed;
-    for (Py_ssize_t i = 0; i < G->npts; i++) pred[i] *= G->db;
+    for (Py_ssize_t i = 0; i < G->npts; i++) pred[i] *= P.db;
     for (Py_ssize_t b = 0; b < k; b++)
         for (int r = 0; r < 3; r++) par[3 * b + r] = B->x[r * k + b];
     return 0;
@@ -516,7 +510,7 @@ static Py_ssize_t greedy(const Greedy *G, const long long *usable, Py_ssize_t nu
         Py_ssize_t at = 0;
         for (Py_ssize_t i = 0; i < npts; i++) {
             resid[i] = G->target[i] - pred[i];
-            double w = G->sw[i] * resid[i];
+            double w = G->grid.sw[i] * resid[i];
             rms += w * w;
             if (fabs(resid[i]) > peak) { peak = fabs(resid[i]); at = i; }
         }
@@ -642,13 +636,15 @@ PyDoc_STRVAR(greedy_doc,
 static PyObject *py_greedy(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer b[17];
     memset(b, 0, sizeof(b));
-    Greedy G;
+    Greedy G = {0};
+    Problem *P = &G.grid;
     int stage_iters, final_iters;
     double stage_rtol, final_rtol;
     if (!PyArg_ParseTuple(args, "w*w*w*y*y*y*y*y*y*y*y*y*y*y*y*y*y*ddddddddddddddd" "idid",
                           &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &b[6], &b[7], &b[8], &b[9], &b[10],
-                          &b[11], &b[12], &b[13], &b[14], &b[15], &b[16], &G.log_pi_sr, &G.db, &G.h,
-                          &G.pen[0], &G.pen[1], &G.pen[2], &G.pen[3], &G.pen[4], &G.gain_pull, &G.q_pull,
+                          &b[11], &b[12], &b[13], &b[14], &b[15], &b[16], &P->log_pi_sr, &P->db, &P->h,
+                          &P->cancel_pull, &P->cancel_width, &P->cancel_reach, &P->cross_pull,
+                          &P->cross_margin, &G.gain_pull, &G.q_pull,
                           &G.shelf_q_pull, &G.q_home, &G.shelf_q_home, &G.stop_rms, &G.lam0,
                           &stage_iters, &stage_rtol, &final_iters, &final_rtol))
         return NULL;
@@ -665,9 +661,10 @@ static PyObject *py_greedy(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "_lmcore.greedy: an empty grid or a ragged usable list");
         goto out;
     }
-    G.nb = nb; G.npts = npts;
-    G.target = b[4].buf; G.freqs = b[5].buf; G.tan2 = b[6].buf; G.sw = b[7].buf; G.sw_db = b[8].buf;
-    G.sw_target = b[9].buf; G.slot_lo = b[10].buf; G.slot_hi = b[11].buf; G.slot_free = b[12].buf;
+    G.nb = nb; G.npts = P->npts = npts;
+    G.target = b[4].buf; G.freqs = b[5].buf;
+    P->tan2 = b[6].buf; P->sw = b[7].buf; P->sw_db = b[8].buf; P->sw_target = b[9].buf;
+    G.slot_lo = b[10].buf; G.slot_hi = b[11].buf; G.slot_free = b[12].buf;
     G.slot_kinds = b[13].buf; G.slot_ntypes = b[14].buf; G.end_lo = b[15].buf; G.end_hi = b[16].buf;
     G.stage_iters = stage_iters; G.final_iters = final_iters;
     G.stage_rtol = stage_rtol; G.final_rtol = final_rtol;
