@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -101,6 +101,15 @@ class _Active:
     output: OutputTarget | None
 
 
+@dataclass
+class _InlineInput:
+    """An input whose own thread may answer a lone event (`Daemon._answer_inline`)."""
+
+    may_now: Callable[[], bool]  # asked on that thread: no newer message waits there
+    last_t_in: float = 0.0  # t_in of its last event that asked (the stream gap)
+    answers: dict[str, int] = field(default_factory=lambda: {"knob": 0, "phrase": 0})
+
+
 class _SentFirst(NamedTuple):
     """A knob move's tangent answer already handed to the target (`Daemon._send_knob_first`)."""
 
@@ -144,8 +153,7 @@ class Daemon:
         self._engine_lock = threading.Lock()  # held while processing events or idle work
         self._count_lock = threading.Lock()
         self._unprocessed = 0  # events queued and not yet processed
-        self._last_inline_try: dict[str, float] = {}  # source -> t_in of its last event answered or not inline
-        self._inline_ok: dict[str, Callable[[], bool]] = {}  # source -> may its input thread answer now
+        self._inline: dict[str, _InlineInput] = {}  # by Event.source
         self.dropped = 0
         self.renders = 0
         self.latency_ms: deque[float] = deque(maxlen=2000)  # input received -> EQ values handed out
@@ -173,7 +181,6 @@ class Daemon:
         self.shown = ShownKnobs()  # the knob values each OSC client shows (bridge.knob_feedback)
         self.pickup = Pickup()  # pots with soft takeover (bridge.pickup)
         self.knob_answers = {"tangent": 0, "refit": 0}
-        self.inline_answers: dict[str, dict[str, int]] = {}  # source -> {"knob", "phrase"}: answered on its thread
         self.knob_error_db: deque[tuple[float, float]] = deque(maxlen=2000)  # (tangent, polished)
         self.knob_sent_ms: deque[float] = deque(maxlen=2000)  # datagram read -> values sent (sent first)
         name = (cfg.profile if persist else None) if profile is None else (profile or None)
@@ -294,7 +301,8 @@ class Daemon:
     # ------------------------------------------------------------------ input side
     def submit(self, ev: Event) -> None:
         """Called from input threads. Never blocks: a full queue drops the event."""
-        if ev.kind in INLINE_KINDS and ev.source in self._inline_ok and self._answer_inline(ev):
+        if ev.kind in INLINE_KINDS and (inp := self._inline.get(ev.source)) is not None \
+                and self._answer_inline(ev, inp):
             return
         self._enqueue(ev)
 
@@ -311,24 +319,27 @@ class Daemon:
     def _answer_inline_from(self, source: str, may_now: Callable[[], bool]) -> None:
         """Let a lone event from `source` be answered on its input thread when `may_now()` (asked
         on that thread: no newer message waits there)."""
-        self._inline_ok[source] = may_now
-        self.inline_answers[source] = {"knob": 0, "phrase": 0}
+        self._inline[source] = _InlineInput(may_now)
 
-    def _answer_inline(self, ev: Event) -> bool:
+    @property
+    def inline_answers(self) -> dict[str, dict[str, int]]:
+        """Per input: how many knob moves and phrases its own thread answered."""
+        return {source: dict(inp.answers) for source, inp in self._inline.items()}
+
+    def _answer_inline(self, ev: Event, inp: _InlineInput) -> bool:
         """Process a lone knob move or phrase on the input thread that read it (the OSC thread, a
         JACK input's queue drain: no hand-over to the engine thread and its wake-up); False: queue
         it. Order is kept: only when nothing older is queued or in process, and no newer message
-        waits at its input (`_inline_ok`). Not in a stream (INLINE_GAP_S): there the input thread
+        waits at its input (`inp.may_now`). Not in a stream (INLINE_GAP_S): there the input thread
         must keep reading, the engine coalesce."""
-        gap = ev.t_in - self._last_inline_try.get(ev.source, 0.0)
-        self._last_inline_try[ev.source] = ev.t_in
+        gap, inp.last_t_in = ev.t_in - inp.last_t_in, ev.t_in
         if gap < INLINE_GAP_S or not self.started or not self._engine_lock.acquire(blocking=False):
             return False
         try:
-            if self._unprocessed or not self._inline_ok[ev.source]():
+            if self._unprocessed or not inp.may_now():
                 return False
             timers = (self._settle_at, self._tangent_wanted)
-            self.inline_answers[ev.source]["phrase" if ev.kind == "text" else "knob"] += 1
+            inp.answers["phrase" if ev.kind == "text" else "knob"] += 1
             self._process_burst([ev])
             rearm = (self._settle_at, self._tangent_wanted) != timers
         finally:
@@ -857,7 +868,7 @@ class Daemon:
             "osc": {"host": self.cfg.osc_host, "port": self.osc.port if self.osc else self.cfg.osc_port,
                     **(self.osc.counters.to_json() if self.osc else {})},
             "queue": {"waiting": self.queue.qsize(), "dropped": self.dropped, "renders": self.renders},
-            "inline_answers": {source: dict(n) for source, n in self.inline_answers.items()},
+            "inline_answers": self.inline_answers,
             "latency_ms": _percentiles(self.latency_ms),
             "knob_answers": {**self.knob_answers, "rms_error_db": _error_pairs(self.knob_error_db),
                              "sent_first_ms": _percentiles(self.knob_sent_ms)},
