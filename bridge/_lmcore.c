@@ -4,9 +4,8 @@
  * Why: a ReaEQ fit is ~17 Levenberg-Marquardt iterations on 12 parameters and 96 grid points.
  * In numpy each iteration is ~60 calls on arrays of a few hundred values, so the fit costs call
  * overhead, not arithmetic (bench/fit_quality.py times both loops on every mapping). The placement
- * between the stages was the same in Python: with it here too, a cold ReaEQ fit after a 10 ms idle
- * took p50 0.96-1.03 ms against 1.44-1.47 ms with the placement in Python (two interleaved runs of
- * 200 word curves, throwaway script). This file does
+ * between the stages was the same in Python; with it here too, a cold ReaEQ fit takes a median
+ * 0.40 ms against 3.26 ms for the numpy code (`bench/fit_quality.py`, which prints both). This file does
  * the same arithmetic in the same order; `bridge.fit` falls back to its numpy code when this
  * module is not built (no compiler at install time) and whenever it returns None (a step matrix
  * that is not positive definite, which damping > 0 rules out).

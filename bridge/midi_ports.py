@@ -49,9 +49,10 @@ first message after a long rest waits up to 2 ms, the rest of its gesture 0.2 ms
 The last tier was 5 ms. `bench/bridge_latency.py --only midi --events 200 --rested 20`: the
 daemon's share of a jump after 10.5 s of quiet was p50 2.87 / max 5.87 ms at 5 ms and 1.84 /
 2.57 ms at 2 ms, against 0.73 / 2.22 and 0.80 / 2.30 ms for jumps about 0.1 s apart in the same
-runs. An idle port cost this process 4.44-4.79 % of a core at 5 ms, 4.51-5.46 % at 2 ms,
-4.86-6.65 % at 1 ms and 1.68-1.99 % with the callback (three interleaved rounds of 5 s; waking a
-sleeping Python thread costs tens of microseconds on this VM)."""
+runs. An idle port costs this process 4.39 % of a core at 2 ms against 2.52 % with the callback
+(`bench/midi_bursts.py --seconds 3`, which prints both). Against the other tiers, three interleaved
+rounds of 5 s of a throwaway script gave 4.44-4.79 % at 5 ms, 4.51-5.46 % at 2 ms and 4.86-6.65 %
+at 1 ms: waking a sleeping Python thread costs tens of microseconds on this VM."""
 
 
 READ_AHEAD = 1024
