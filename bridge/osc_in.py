@@ -191,7 +191,7 @@ def check_args(addr: Address, values: list[Any]) -> tuple:
     required = [a for a in addr.args if not a.optional]
     if not len(required) <= len(values) <= len(addr.args):
         want = len(required) if len(required) == len(addr.args) else f"{len(required)}..{len(addr.args)}"
-        raise ArgError(f"{addr.path} takes {want} argument(s) {addr.typetags}, got {len(values)}")
+        raise ArgError(f"{addr.path} takes {want} argument(s) (type tags '{addr.typetags}'), got {len(values)}")
     out = []
     for spec, v in zip(addr.args, values):
         out.append(_convert(addr.path, spec, v))
