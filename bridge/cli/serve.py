@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import time
 
@@ -67,13 +68,25 @@ def build_config(args: argparse.Namespace):
                           reaper_follow=getattr(args, "reaper_follow", None))
 
 
+def host_problem(host: str, port: int) -> str | None:
+    """Why datagrams to host:port cannot be addressed, or None. The daemon itself keeps running
+    with such a target (it retries; the host may come up later), so only --check can say it."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except (OSError, UnicodeError) as exc:
+        return f"cannot resolve host {host!r}: {getattr(exc, 'strerror', None) or exc}"
+    return None
+
+
 def check(cfg) -> int:
     """Print the plan; load each target's mapping so a typo fails here, not at the first phrase."""
     print(f"config: {cfg.source}")
     print(f"OSC in: udp {cfg.osc_host}:{cfg.osc_port}" + (f" (allow {', '.join(cfg.allow)})" if cfg.allow else ""))
-    for h, p in cfg.feedback:
-        print(f"feedback: {h}:{p}")
     problems = 0
+    for h, p in cfg.feedback:
+        unresolved = host_problem(h, p)
+        problems += unresolved is not None
+        print(f"feedback: {h}:{p}" + (f"  ERROR: {unresolved}" if unresolved else ""))
     try:
         from bridge.mapping import load_mapping
     except Exception as exc:  # pragma: no cover - before the mapping module lands
@@ -89,6 +102,10 @@ def check(cfg) -> int:
             except EqBridgeError as exc:
                 line += f"  ERROR: {exc}"
                 problems += 1
+        unresolved = None if t.daw == "midi" else host_problem(t.host, t.port)
+        if unresolved:
+            line += f"  ERROR: {unresolved}"
+            problems += 1
         print(line)
     if cfg.midi_input:
         print(f"MIDI in: port matching {cfg.midi_input!r}" + (f" via {cfg.midi_backend}" if cfg.midi_backend else ""))
