@@ -487,7 +487,9 @@ class Daemon:
                     if ev.pickup is not None and not self._taken_over(ev, self.pickup.accept):
                         continue  # a pot on its way to the knob's value (bridge.pickup)
                     undone = self.session.state.knobs if ev.kind == "undo" else None
-                    changed |= self.session.apply(ev)
+                    # A phrase is sent even when it is the current one: after a restart the DAW
+                    # never got the restored state (the target still drops what it already sent).
+                    changed |= self.session.apply(ev) or ev.kind == "text"
                     self._note_for_profile(ev, undone)
                     if ev.kind in CONTINUOUS and not ev.relative:
                         self._heard(ev)

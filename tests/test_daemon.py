@@ -337,17 +337,21 @@ def test_state_persists_across_restarts_in_the_state_dir(tmp_path, monkeypatch):
     reaper = ReaperPeer()
     cfg = Config(osc_port=0, targets=(default_target("reaper", port=reaper.port, mapping="fake4"),))
     state = tmp_path / "xdg" / "eqbridge"
-    for phrase in ("warm", None):
+    sent = []
+    for run in range(2):
         d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, state_dir=state)
         d.start()
         client = UdpPeer()
-        if phrase:
-            send_and_wait(client, ("127.0.0.1", d.osc_port), "/eqbridge/text", phrase)
-        else:
+        reaper.clear()
+        if run:
             assert d.session.state.knobs == Knobs("warm")
+        send_and_wait(client, ("127.0.0.1", d.osc_port), "/eqbridge/text", "warm")
+        settle(d, reaper)
+        sent.append(d.active.output.sent_messages)
         client.close()
         d.stop()
     reaper.close()
+    assert sent[0] > 0 and sent[1] == sent[0]  # the same phrase again reaches the DAW after a restart
     assert (state / "state.json").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["xdg"]  # nothing in the working directory
 
