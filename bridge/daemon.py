@@ -487,9 +487,9 @@ class Daemon:
                     if ev.pickup is not None and not self._taken_over(ev, self.pickup.accept):
                         continue  # a pot on its way to the knob's value (bridge.pickup)
                     undone = self.session.state.knobs if ev.kind == "undo" else None
-                    # The current phrase again is sent while this run has sent nothing: after a
-                    # restart the DAW never got the restored state. Later, a re-fit would only
-                    # resend values that differ by a fit's last digits.
+                    # The current phrase again counts as a change only while this run has sent
+                    # nothing (after a restart the DAW never got the restored state); later it
+                    # would only resend a re-fit's last-digit differences.
                     changed |= self.session.apply(ev) or (ev.kind == "text" and not self.active.output.sent_messages)
                     self._note_for_profile(ev, undone)
                     if ev.kind in CONTINUOUS and not ev.relative:

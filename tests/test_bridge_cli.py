@@ -53,7 +53,7 @@ def test_check_reports_an_unknown_mapping(capsys):
 def test_check_reports_a_host_that_does_not_resolve(capsys):
     # .invalid never resolves (RFC 2606); the daemon would only log each failed send
     assert run_cli("serve", "--check", "--reaper", "nohost.invalid:8000") == 2
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("target (active)"))
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("target (active)"))
     assert "ERROR: cannot resolve host 'nohost.invalid'" in line
     assert run_cli("serve", "--check", "--reaper", "localhost:8000") == 0
 

@@ -425,7 +425,8 @@ def test_14_bit_pairs_sent_unpaced_reach_the_daemon_as_sent(jack):
         # a value never sent is a misread, unless a lost cycle took the LSB of pair i up to the MSB
         # of a later pair j: then MSB i meets LSB j, which no decoder can tell (seen once in a run)
         splices = {(sent[i] >> 7) * 128 + (sent[j] & 127) for i in range(len(sent)) for j in range(i + 1, len(sent))}
-        unsent = [v for v in seen if v not in set(sent)]
+        sent_values = set(sent)
+        unsent = [v for v in seen if v not in sent_values]
         assert set(unsent) <= splices, sorted(set(unsent) - splices)[:10]
         assert len(unsent) <= len(seen) // 20, (len(unsent), len(seen))
         assert len(seen) >= len(sent) // 10, len(seen)

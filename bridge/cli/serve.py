@@ -84,9 +84,11 @@ def check(cfg) -> int:
     print(f"OSC in: udp {cfg.osc_host}:{cfg.osc_port}" + (f" (allow {', '.join(cfg.allow)})" if cfg.allow else ""))
     problems = 0
     for h, p in cfg.feedback:
-        unresolved = host_problem(h, p)
-        problems += unresolved is not None
-        print(f"feedback: {h}:{p}" + (f"  ERROR: {unresolved}" if unresolved else ""))
+        line = f"feedback: {h}:{p}"
+        if unresolved := host_problem(h, p):
+            line += f"  ERROR: {unresolved}"
+            problems += 1
+        print(line)
     try:
         from bridge.mapping import load_mapping
     except Exception as exc:  # pragma: no cover - before the mapping module lands
@@ -102,8 +104,7 @@ def check(cfg) -> int:
             except EqBridgeError as exc:
                 line += f"  ERROR: {exc}"
                 problems += 1
-        unresolved = None if t.daw == "midi" else host_problem(t.host, t.port)
-        if unresolved:
+        if t.daw != "midi" and (unresolved := host_problem(t.host, t.port)):
             line += f"  ERROR: {unresolved}"
             problems += 1
         print(line)
