@@ -58,7 +58,7 @@ from bridge.osc_in import PREFIX, OscServer, build_addresses, build_message
 from bridge.model.curve import DEFAULT_AMOUNT, MAX_GAIN_DB
 from bridge.session import (CONTINUOUS, Event, PhraseCurves, Session, SessionError, SessionSnapshot, coalesce,
                             macros_for)
-from bridge.targets.base import OutputTarget
+from bridge.targets.base import RETRY_S, OutputTarget
 
 log = logging.getLogger("eqbridge.daemon")
 
@@ -99,6 +99,7 @@ class _Active:
     spec: TargetSpec
     mapping: Any
     output: OutputTarget | None
+    problem: str | None = None  # why there is no output (the mapping did not load)
 
 
 @dataclass
@@ -173,6 +174,7 @@ class Daemon:
         self.started = False
         self.t_start = time.time()
         self._answered = False
+        self._answer_to: list[tuple[str, int]] = []  # the senders of the latest change
         self._tangent: _KnobTangent | None = None
         self._tangent_wanted = False
         self._line_work: deque[tuple[int, bool, float]] = deque()  # (direction, sign, up to): idle
@@ -228,7 +230,7 @@ class Daemon:
         except EqBridgeError as exc:
             log.error("target %s: %s", spec.name, exc)
             self.session.select(spec.key)
-            self.active = _Active(spec, None, None)
+            self.active = _Active(spec, None, None, f"target {spec.name}: {exc}")
         macros = self.session.macros
         self.osc = OscServer(self.cfg.osc_host, self.cfg.osc_port, self.submit, allow=self.cfg.allow,
                              addresses=build_addresses([macros.name(n) for n in range(1, macros.count + 1)]))
@@ -490,7 +492,7 @@ class Daemon:
                     # The current phrase again counts as a change only while this run has sent
                     # nothing (after a restart the DAW never got the restored state); later it
                     # would only resend a re-fit's last-digit differences.
-                    changed |= self.session.apply(ev) or (ev.kind == "text" and not self.active.output.sent_messages)
+                    changed |= self.session.apply(ev) or (ev.kind == "text" and self._sent_nothing())
                     self._note_for_profile(ev, undone)
                     if ev.kind in CONTINUOUS and not ev.relative:
                         self._heard(ev)
@@ -501,6 +503,7 @@ class Daemon:
         if changed:
             if self._dirty_at is None:
                 self._dirty_at = time.monotonic()
+            self._answer_to = replies
             try:
                 if sent is not None and self.session.state.knobs == sent.knobs:
                     self._record_tangent_answer(sent.bands, sent.reach, sent.params)
@@ -518,6 +521,9 @@ class Daemon:
                 log.warning("render failed: %s", exc)
                 for r in replies:
                     self._send(r, f"{PREFIX}/error", [f"could not set the EQ: {exc}"])
+        if replies and (undelivered := self._undelivered()) is not None:
+            for r in replies:  # before the curve: `eqbridge send` stops at the error
+                self._send(r, f"{PREFIX}/error", [undelivered])
         if changed or replies:
             self._feedback(replies, to_clients=changed)
         if changed and self.midi_feedback is not None:
@@ -530,6 +536,25 @@ class Daemon:
             self._send(r, f"{PREFIX}/status", [json.dumps(self.status())])
         if self._answered:
             self._record_answer()
+
+    def _undelivered(self) -> str | None:
+        """Why the EQ has not got the values just answered (None: sent, or on their way)."""
+        act = self.active
+        if act is not None and act.output is None:
+            return f"{act.problem}; the EQ is not set (choose a target: /eqbridge/target)"
+        why = None if act is None else act.output.send_failure()
+        return None if why is None else _not_delivered(act.output, why)
+
+    def _send_failed(self, output: OutputTarget, why: str) -> None:  # the target's sender thread
+        """A flush of the active target failed after the answer went out: tell its senders."""
+        if self.active is not None and self.active.output is output:
+            for r in list(self._answer_to):
+                self._send(r, f"{PREFIX}/error", [_not_delivered(output, why)])
+
+    def _sent_nothing(self) -> bool:
+        """The active target has sent nothing in this run (it may have no output at all)."""
+        out = self.active.output if self.active is not None else None
+        return out is not None and not out.sent_messages
 
     def _error(self, ev: Event, reason: str) -> None:
         log.info("refused %s from %s: %s", ev.kind, ev.reply_to or ev.source, reason)
@@ -773,8 +798,8 @@ class Daemon:
         else:
             names = ", ".join(t.name for t in self.cfg.targets)
             raise SessionError(f"unknown target {name!r}: use one of {names} or reaper|ableton|midi TRACK FX [MAPPING]")
-        if self.active is not None and spec.key == self.active.spec.key:
-            return False
+        if self.active is not None and self.active.output is not None and spec.key == self.active.spec.key:
+            return False  # (a target whose mapping did not load is tried again: it may be mended)
         self._select(spec)
         return True
 
@@ -857,6 +882,7 @@ class Daemon:
             cc_map = None if spec.cc_map is None else {k: (ch, cc) for k, ch, cc in spec.cc_map}
             out = MidiCcTarget(spec.port_name, cc_map=cc_map, backend=spec.backend or self.cfg.midi_backend,
                                min_interval=interval)
+        out.on_send_failure = self._send_failed
         out.start()
         self.outputs[okey] = out
         return out
@@ -951,6 +977,10 @@ class Daemon:
             os.replace(tmp, p)
         except OSError as exc:
             log.warning("could not save state to %s: %s", p, exc)
+
+
+def _not_delivered(output: OutputTarget, why: str) -> str:
+    return f"{output.describe()}: the values were not sent ({why}); kept and retried every {RETRY_S:g} s"
 
 
 def _given_or_imported(arg: Any, module: str, name: str, what: str) -> Any:

@@ -148,7 +148,8 @@ REPLIES: tuple[tuple[str, str, str], ...] = (
     (f"{PREFIX}/amount", ",f", "The amount now, when it differs from what this client last sent or was "
                                "sent (a phrase, undo, a nudge, another surface moved it): a fader follows."),
     (f"{PREFIX}/macro/<n>", ",f", "Macro knob n now, on the same rule (a new phrase puts the macros back to 0.5)."),
-    (f"{PREFIX}/error", ",s", "A human-readable reason a message was refused."),
+    (f"{PREFIX}/error", ",s", "A human-readable reason a message was refused, or why the EQ did not get a change "
+                              "(its target cannot be reached; sent before that change's curve)."),
     (f"{PREFIX}/pong", ",", "Answer to /eqbridge/ping."),
     (f"{PREFIX}/status", ",s", "JSON: version, target, phrase, amount, macros and their names, bypass, "
                                 "history, profile (and its error), counters."),
@@ -467,7 +468,9 @@ def render_markdown() -> str:
         "int or float. Every change is answered to its sender (and to the configured feedback",
         "clients) with `/eqbridge/curve` and `/eqbridge/params`, and with the knobs' values where they",
         "differ from what that client shows; a refused message is answered with",
-        "`/eqbridge/error ,s reason`. Bundles are accepted; their time tags are ignored (run now).",
+        "`/eqbridge/error ,s reason`, and so is a change the EQ did not get (its target cannot be",
+        "reached; the values are kept and sent again). Bundles are accepted; their time tags are",
+        "ignored (run now).",
         "A burst of messages is coalesced: the latest phrase wins and the EQ is set once.",
         "",
         "## Input",

@@ -164,3 +164,22 @@ def test_send_refuses_a_phrase_with_any_message_option(capsys):
         argv = ["send", "warm", "--" + dest.replace("_", "-"), *examples.get(dest, [])]
         assert run_cli(*argv, "--port", "1") == 2, dest
         assert "give either a PHRASE or one option" in capsys.readouterr().err
+
+
+def test_send_fails_when_the_daw_cannot_get_the_values(capsys):
+    """The daemon accepted the phrase but cannot send to the DAW: a script must not print "ok"."""
+    from bridge.config import Config, default_target
+    from bridge.daemon import Daemon
+    from fakes import FakeModel, fake_fit, fake_load_mapping
+
+    # sendto 255.255.255.255 without SO_BROADCAST fails at once (EACCES)
+    cfg = Config(osc_port=0, targets=(default_target("reaper", host="255.255.255.255", port=9, mapping="fake4"),))
+    d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, persist=False).start()
+    try:
+        assert run_cli("send", "warm", "--port", str(d.osc_port)) == 1
+        captured = capsys.readouterr()
+        assert "ok:" not in captured.out
+        assert "error: REAPER OSC 255.255.255.255:9" in captured.err and "not sent" in captured.err
+        assert run_cli("send", "--ping", "--port", str(d.osc_port)) == 0
+    finally:
+        d.stop()

@@ -377,6 +377,76 @@ def test_without_model_phrases_are_refused_but_knobs_work(tmp_path):
         reaper.close()
 
 
+@contextmanager
+def fake_daemon(**target_kw):
+    """A daemon with the fakes, its one REAPER target made of `target_kw`, and a client."""
+    cfg = Config(osc_port=0, targets=(default_target("reaper", min_interval_ms=0.0, **target_kw),))
+    d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, persist=False)
+    d.start()
+    client = UdpPeer()
+    try:
+        yield d, client, ("127.0.0.1", d.osc_port)
+    finally:
+        d.stop()
+        client.close()
+
+
+def answer_to(client, dest, address, *args):
+    """The addresses of what came back for one message, in order, up to its /eqbridge/params."""
+    client.clear()
+    client.send(dest, address, *args)
+    client.wait_address("/eqbridge/params")
+    return [r.address for r in client.received]
+
+
+def test_a_change_the_daw_cannot_get_is_answered_with_the_reason_first():
+    # sendto 255.255.255.255 without SO_BROADCAST fails at once (EACCES): a DAW host the
+    # daemon cannot send to, without DNS or a network
+    with fake_daemon(host="255.255.255.255", port=9, mapping="fake4") as (d, client, dest):
+        for address, args in [("/eqbridge/text", ("warm",)), ("/eqbridge/text", ("warm",)),
+                              ("/eqbridge/macro/1", (0.8,))]:
+            got = answer_to(client, dest, address, *args)
+            assert "/eqbridge/error" in got and got.index("/eqbridge/error") < got.index("/eqbridge/curve"), got
+            reason = client.wait_address("/eqbridge/error")[0].args[0]
+            assert "255.255.255.255:9" in reason and "not sent" in reason and "retried" in reason
+        assert d.active.output.sent_messages == 0 and d.session.state.knobs.phrase == "warm"
+
+
+def test_a_send_that_fails_after_the_answer_is_reported_to_its_sender():
+    """The values wait on the target's thread (here: held by pause(), as a busy host's rate
+    limit holds them) and fail there: the sender hears it once the flush fails, not before."""
+    with fake_daemon(host="255.255.255.255", port=9, mapping="fake4") as (d, client, dest):
+        d.active.output.pause()
+        got = answer_to(client, dest, "/eqbridge/text", "warm")
+        assert "/eqbridge/error" not in got  # nothing has failed yet
+        d.active.output.resume()
+        errors = client.wait_address("/eqbridge/error")
+        assert errors and "not sent" in errors[0].args[0]
+        time.sleep(1.2)  # two retries fail too: said once, not on every retry
+        assert len(client.wait_address("/eqbridge/error", timeout=0)) == 1
+
+
+def test_a_target_whose_mapping_did_not_load_says_so_and_can_be_chosen_again(tmp_path):
+    reaper = ReaperPeer()
+    try:
+        with fake_daemon(port=reaper.port, mapping="no-such-eq") as (d, client, dest):
+            for phrase in ("warm", "warm"):  # the same phrase again once crashed the engine
+                got = answer_to(client, dest, "/eqbridge/text", phrase)
+                assert "/eqbridge/error" in got and got.index("/eqbridge/error") < got.index("/eqbridge/curve"), got
+                reason = client.wait_address("/eqbridge/error")[0].args[0]
+                assert "unknown mapping 'no-such-eq'" in reason and "EQ is not set" in reason
+            client.send(dest, "/eqbridge/ping")
+            assert client.wait_address("/eqbridge/pong")
+            client.send(dest, "/eqbridge/target", "reaper", 1, 1, "fake4")  # the mapping mended
+            client.wait_address("/eqbridge/status")
+            assert d.active.output is not None
+            assert "/eqbridge/error" not in answer_to(client, dest, "/eqbridge/text", "bright")
+            want = expected_reaper(FakeModel().curve("bright", 0.5).gains_db)
+            assert reaper.wait_for(lambda rs: final_values(reaper) == want)
+    finally:
+        reaper.close()
+
+
 # ---------------------------------------------------------------- with the real modules
 
 def _real_modules():

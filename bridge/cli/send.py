@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "send", help="send a phrase or a knob move to a running `eqbridge serve`",
         description="Send one message to the daemon and print its answer. Exit 0 when it was "
-                    "accepted, 1 when it was refused or nothing answered.")
+                    "accepted and sent on, 1 when it was refused, did not reach the EQ or nothing answered.")
     p.add_argument("phrase", nargs="?", help="a phrase, e.g. \"warmer, less muddy\" (/eqbridge/text)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--amount", type=float, metavar="V", help="0..1 (/eqbridge/amount)")
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             got[msg.address] = list(msg.params)
             if msg.address == "/eqbridge/error":
-                print(f"eqbridge send: refused: {msg.params[0] if msg.params else '?'}", file=sys.stderr)
+                print(f"eqbridge send: error: {msg.params[0] if msg.params else '?'}", file=sys.stderr)
                 return 1
             if msg.address == wait_for:
                 return _print(args, msg.address, got)

@@ -285,6 +285,9 @@ class AbletonOscTarget(OutputTarget):
     def last_error(self, value: str | None) -> None:
         self._send_error = value
 
+    def send_failure(self) -> str | None:
+        return getattr(self, "_send_error", None)  # not a unit mismatch: those values did go out
+
     # ---- OutputTarget
     def wire_value(self, p: HostParam) -> float | None:
         if p.live_name is None:

@@ -17,11 +17,14 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 from bridge.bands import HostParam
 
 log = logging.getLogger("eqbridge.targets")
+
+RETRY_S = 0.5
+"""After a failed flush the values are kept and sent again this much later."""
 
 
 class OutputTarget:
@@ -49,6 +52,9 @@ class OutputTarget:
         self.flushes = 0
         self.flush_times: deque[float] = deque(maxlen=1000)  # monotonic, for status and tests
         self.last_error: str | None = None
+        self.on_send_failure: Callable[["OutputTarget", str], None] | None = None
+        """Called on the sender thread when a flush there fails after good ones (an inline
+        flush's failure is seen by its caller at once, `send_failure`)."""
 
     # ---- to implement
     def wire_value(self, p: HostParam) -> Any:
@@ -67,6 +73,10 @@ class OutputTarget:
 
     def describe(self) -> str:
         return self.name
+
+    def send_failure(self) -> str | None:
+        """Why the last flush failed (its values wait for a retry), or None."""
+        return self.last_error
 
     # ---- engine side
     def submit(self, params: Sequence[HostParam], *, background: bool = False) -> int:
@@ -184,11 +194,14 @@ class OutputTarget:
             with self._send_lock:
                 with self._cond:
                     batch = self._take_pending(time.monotonic())
-                self._flush(batch)
+                self._flush(batch, tell=True)
 
-    def _flush(self, batch: list[tuple[HostParam, Any]]) -> None:
+    def _flush(self, batch: list[tuple[HostParam, Any]], *, tell: bool = False) -> None:
+        """Send `batch`; on failure keep it for a retry. `tell`: call `on_send_failure` when the
+        targets starts failing (not on each retry)."""
         if not batch:
             return
+        was_failing = self.send_failure() is not None
         try:
             self.sent_messages += self._send(batch)
             self.flushes += 1
@@ -198,7 +211,7 @@ class OutputTarget:
                     self._last_sent[p.key] = v
             self.last_error = None
         except Exception as exc:  # the host is away: keep the values pending for a later flush
-            # said once per reason: the retries every half second only at debug level
+            # said once per reason: the retries (every RETRY_S) only at debug level
             log.log(logging.DEBUG if str(exc) == self.last_error else logging.WARNING,
                     "%s: send failed: %s", self.name, exc)
             self.last_error = str(exc)
@@ -206,7 +219,9 @@ class OutputTarget:
                 for p, v in batch:
                     self._pending.setdefault(p.key, (p, v))
                 self._pending_answer = True  # retried as an answer: the back-off holds both kinds
-                self._last_flush = self._last_answer = time.monotonic() + max(0.5 - self.min_interval, 0.0)
+                self._last_flush = self._last_answer = time.monotonic() + max(RETRY_S - self.min_interval, 0.0)
+            if tell and not was_failing and self.on_send_failure is not None:
+                self.on_send_failure(self, str(exc))
 
 
 class _Missing:
