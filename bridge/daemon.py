@@ -519,11 +519,9 @@ class Daemon:
                     self.latency_ms.append((time.perf_counter() - t_in) * 1000.0)
             except (EqBridgeError, ValueError) as exc:
                 log.warning("render failed: %s", exc)
-                for r in replies:
-                    self._send(r, f"{PREFIX}/error", [f"could not set the EQ: {exc}"])
+                self._tell(replies, f"could not set the EQ: {exc}")
         if replies and (undelivered := self._undelivered()) is not None:
-            for r in replies:  # before the curve: `eqbridge send` stops at the error
-                self._send(r, f"{PREFIX}/error", [undelivered])
+            self._tell(replies, undelivered)  # before the curve: `eqbridge send` stops at the error
         if changed or replies:
             self._feedback(replies, to_clients=changed)
         if changed and self.midi_feedback is not None:
@@ -540,16 +538,23 @@ class Daemon:
     def _undelivered(self) -> str | None:
         """Why the EQ has not got the values just answered (None: sent, or on their way)."""
         act = self.active
-        if act is not None and act.output is None:
+        if act is None:
+            return None
+        if act.output is None:
             return f"{act.problem}; the EQ is not set (choose a target: /eqbridge/target)"
-        why = None if act is None else act.output.send_failure()
+        why = act.output.send_failure()
         return None if why is None else _not_delivered(act.output, why)
 
     def _send_failed(self, output: OutputTarget, why: str) -> None:  # the target's sender thread
         """A flush of the active target failed after the answer went out: tell its senders."""
         if self.active is not None and self.active.output is output:
-            for r in list(self._answer_to):
-                self._send(r, f"{PREFIX}/error", [_not_delivered(output, why)])
+            self._tell(self._answer_to, _not_delivered(output, why))
+
+    def _tell(self, clients: list[tuple[str, int]], reason: str) -> None:
+        """An /eqbridge/error to each of `clients` (the senders of a change)."""
+        if self.osc is not None:
+            for c in clients:
+                self.osc.reply_error(c, reason)
 
     def _sent_nothing(self) -> bool:
         """The active target has sent nothing in this run (it may have no output at all)."""

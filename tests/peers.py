@@ -42,6 +42,11 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith
 """Linux's value (asm-generic/socket.h) where Python does not export the name (3.11)."""
 
 
+UNREACHABLE = ("255.255.255.255", 9)
+"""A DAW host no datagram can be sent to: sendto the broadcast address without SO_BROADCAST
+fails at once (EACCES), with no DNS or network involved."""
+
+
 def free_port() -> int:
     """A UDP port on 127.0.0.1 that nothing is bound to right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

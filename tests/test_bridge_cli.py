@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from peers import ReaperPeer, free_port
+from peers import UNREACHABLE, ReaperPeer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,14 +172,14 @@ def test_send_fails_when_the_daw_cannot_get_the_values(capsys):
     from bridge.daemon import Daemon
     from fakes import FakeModel, fake_fit, fake_load_mapping
 
-    # sendto 255.255.255.255 without SO_BROADCAST fails at once (EACCES)
-    cfg = Config(osc_port=0, targets=(default_target("reaper", host="255.255.255.255", port=9, mapping="fake4"),))
+    host, port = UNREACHABLE
+    cfg = Config(osc_port=0, targets=(default_target("reaper", host=host, port=port, mapping="fake4"),))
     d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, persist=False).start()
     try:
         assert run_cli("send", "warm", "--port", str(d.osc_port)) == 1
         captured = capsys.readouterr()
         assert "ok:" not in captured.out
-        assert "error: REAPER OSC 255.255.255.255:9" in captured.err and "not sent" in captured.err
+        assert f"error: REAPER OSC {host}:{port}" in captured.err and "not sent" in captured.err
         assert run_cli("send", "--ping", "--port", str(d.osc_port)) == 0
     finally:
         d.stop()

@@ -19,7 +19,7 @@ from bridge.config import Config, default_target
 from bridge.daemon import Daemon
 from bridge.session import Knobs
 from fakes import FakeMapping, FakeModel, fake_fit, fake_load_mapping, live_params
-from peers import AbletonPeer, ReaperPeer, UdpPeer, wait_until
+from peers import UNREACHABLE, AbletonPeer, ReaperPeer, UdpPeer, wait_until
 
 
 def f32(x):
@@ -399,23 +399,27 @@ def answer_to(client, dest, address, *args):
     return [r.address for r in client.received]
 
 
+def error_first(got: list[str]) -> bool:
+    """An answer that carries an /eqbridge/error ahead of its curve."""
+    return "/eqbridge/error" in got and got.index("/eqbridge/error") < got.index("/eqbridge/curve")
+
+
 def test_a_change_the_daw_cannot_get_is_answered_with_the_reason_first():
-    # sendto 255.255.255.255 without SO_BROADCAST fails at once (EACCES): a DAW host the
-    # daemon cannot send to, without DNS or a network
-    with fake_daemon(host="255.255.255.255", port=9, mapping="fake4") as (d, client, dest):
+    host, port = UNREACHABLE
+    with fake_daemon(host=host, port=port, mapping="fake4") as (d, client, dest):
         for address, args in [("/eqbridge/text", ("warm",)), ("/eqbridge/text", ("warm",)),
                               ("/eqbridge/macro/1", (0.8,))]:
             got = answer_to(client, dest, address, *args)
-            assert "/eqbridge/error" in got and got.index("/eqbridge/error") < got.index("/eqbridge/curve"), got
+            assert error_first(got), got
             reason = client.wait_address("/eqbridge/error")[0].args[0]
-            assert "255.255.255.255:9" in reason and "not sent" in reason and "retried" in reason
+            assert f"{host}:{port}" in reason and "not sent" in reason and "retried" in reason
         assert d.active.output.sent_messages == 0 and d.session.state.knobs.phrase == "warm"
 
 
 def test_a_send_that_fails_after_the_answer_is_reported_to_its_sender():
     """The values wait on the target's thread (here: held by pause(), as a busy host's rate
     limit holds them) and fail there: the sender hears it once the flush fails, not before."""
-    with fake_daemon(host="255.255.255.255", port=9, mapping="fake4") as (d, client, dest):
+    with fake_daemon(host=UNREACHABLE[0], port=UNREACHABLE[1], mapping="fake4") as (d, client, dest):
         d.active.output.pause()
         got = answer_to(client, dest, "/eqbridge/text", "warm")
         assert "/eqbridge/error" not in got  # nothing has failed yet
@@ -426,13 +430,13 @@ def test_a_send_that_fails_after_the_answer_is_reported_to_its_sender():
         assert len(client.wait_address("/eqbridge/error", timeout=0)) == 1
 
 
-def test_a_target_whose_mapping_did_not_load_says_so_and_can_be_chosen_again(tmp_path):
+def test_a_target_whose_mapping_did_not_load_says_so_and_can_be_chosen_again():
     reaper = ReaperPeer()
     try:
         with fake_daemon(port=reaper.port, mapping="no-such-eq") as (d, client, dest):
             for phrase in ("warm", "warm"):  # the same phrase again once crashed the engine
                 got = answer_to(client, dest, "/eqbridge/text", phrase)
-                assert "/eqbridge/error" in got and got.index("/eqbridge/error") < got.index("/eqbridge/curve"), got
+                assert error_first(got), got
                 reason = client.wait_address("/eqbridge/error")[0].args[0]
                 assert "unknown mapping 'no-such-eq'" in reason and "EQ is not set" in reason
             client.send(dest, "/eqbridge/ping")

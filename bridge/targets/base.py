@@ -198,10 +198,9 @@ class OutputTarget:
 
     def _flush(self, batch: list[tuple[HostParam, Any]], *, tell: bool = False) -> None:
         """Send `batch`; on failure keep it for a retry. `tell`: call `on_send_failure` when the
-        targets starts failing (not on each retry)."""
+        target starts failing (not on each retry)."""
         if not batch:
             return
-        was_failing = self.send_failure() is not None
         try:
             self.sent_messages += self._send(batch)
             self.flushes += 1
@@ -211,6 +210,7 @@ class OutputTarget:
                     self._last_sent[p.key] = v
             self.last_error = None
         except Exception as exc:  # the host is away: keep the values pending for a later flush
+            was_failing = self.send_failure() is not None
             # said once per reason: the retries (every RETRY_S) only at debug level
             log.log(logging.DEBUG if str(exc) == self.last_error else logging.WARNING,
                     "%s: send failed: %s", self.name, exc)
