@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import queue
+import socket
 import sys
 import tempfile
 import threading
@@ -59,6 +60,7 @@ from bridge.model.curve import DEFAULT_AMOUNT, MAX_GAIN_DB
 from bridge.session import (CONTINUOUS, Event, PhraseCurves, Session, SessionError, SessionSnapshot, coalesce,
                             macros_for)
 from bridge.targets.base import RETRY_S, OutputTarget
+from bridge.udp_address import PeerAddress, resolve_all
 
 log = logging.getLogger("eqbridge.daemon")
 
@@ -159,6 +161,9 @@ class Daemon:
         self.renders = 0
         self.latency_ms: deque[float] = deque(maxlen=2000)  # input received -> EQ values handed out
         self.osc: OscServer | None = None
+        self.feedback_peers = [PeerAddress(h, p, socket.AF_INET) for h, p in cfg.feedback]
+        """The configured feedback clients; a name is looked up on a thread of its own (`start`)."""
+        self._stopping = threading.Event()
         self.midi: Any = None
         self.midi_feedback: Any = None  # bridge.midi_feedback.MidiFeedback, with midi.feedback
         self.followers: dict[str, Any] = {}  # target name -> ReaperFeedback (targets with follow_fx)
@@ -251,6 +256,9 @@ class Daemon:
             self._answer_inline_from("midi", self.midi.may_answer_inline)
             self.midi.start()
         self._start_followers()
+        if any(p.resolved is None for p in self.feedback_peers):
+            threading.Thread(target=resolve_all, args=(self.feedback_peers, self._stopping),
+                             name="eqbridge-resolve", daemon=True).start()
         # Everything loaded so far (model, tokenizer, mappings, numpy, onnxruntime) lives as long as
         # the daemon: out of the cyclic collector's sight, a full collection that took ~30 ms
         # scans only what came after (bench/answer_path.py measures both).
@@ -265,6 +273,7 @@ class Daemon:
         if not self.started:
             return
         self.started = False
+        self._stopping.set()
         if self.midi is not None:
             self.midi.stop()
         if self.midi_feedback is not None:
@@ -761,7 +770,7 @@ class Daemon:
         pdg = build_message(f"{PREFIX}/params", pargs)
         dests = list(replies)
         if to_clients:
-            dests += [c for c in self.cfg.feedback if c not in dests]
+            dests += [c for p in self.feedback_peers if (c := p.sockaddr) is not None and c not in dests]
         values = knob_values(self.session.state.knobs)
         for d in dests:
             self.osc.send_dgram(d, cdg)
@@ -900,7 +909,9 @@ class Daemon:
             "version": __version__,
             "uptime_s": round(time.time() - self.t_start, 1),
             "osc": {"host": self.cfg.osc_host, "port": self.osc.port if self.osc else self.cfg.osc_port,
-                    **(self.osc.counters.to_json() if self.osc else {})},
+                    **(self.osc.counters.to_json() if self.osc else {}),
+                    "feedback": {str(p): None if p.sockaddr is None else "%s:%d" % p.sockaddr[:2]
+                                 for p in self.feedback_peers}},
             "queue": {"waiting": self.queue.qsize(), "dropped": self.dropped, "renders": self.renders},
             "inline_answers": self.inline_answers,
             "latency_ms": _percentiles(self.latency_ms),

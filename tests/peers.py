@@ -47,6 +47,32 @@ UNREACHABLE = ("255.255.255.255", 9)
 fails at once (EACCES), with no DNS or network involved."""
 
 
+class FakeNames:
+    """A stand-in DNS: `socket.getaddrinfo` for the names in `answers` (each lookup takes the next
+    address; the last one repeats), IP literals as the real one does. A name's lookup waits for
+    `gate` (a slow LAN resolver) and is recorded with the thread that made it. Install with
+    `monkeypatch.setattr(socket, "getaddrinfo", names.getaddrinfo)`. (A `sendto` given a name
+    resolves in C, past this: a target that did that never reaches the stand-in.)"""
+
+    def __init__(self, answers: dict[str, list[str]], real: Callable = socket.getaddrinfo) -> None:
+        self.answers = {k: list(v) for k, v in answers.items()}
+        self.real = real
+        self.gate = threading.Event()
+        self.gate.set()
+        self.lookups: list[tuple[str, str]] = []  # (name, thread name)
+
+    def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):
+        if host not in self.answers:
+            return self.real(host, port, family, type, proto, flags)
+        if flags & socket.AI_NUMERICHOST:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        self.lookups.append((host, threading.current_thread().name))
+        self.gate.wait(10.0)
+        todo = self.answers[host]
+        ip = todo.pop(0) if len(todo) > 1 else todo[0]
+        return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", (ip, int(port)))]
+
+
 def free_port() -> int:
     """A UDP port on 127.0.0.1 that nothing is bound to right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

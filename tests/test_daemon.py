@@ -7,6 +7,7 @@ Most tests use the small fakes (tests/fakes.py) so they do not depend on the mod
 from __future__ import annotations
 
 import json
+import socket
 import struct
 import time
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from bridge.config import Config, default_target
 from bridge.daemon import Daemon
 from bridge.session import Knobs
 from fakes import FakeMapping, FakeModel, fake_fit, fake_load_mapping, live_params
-from peers import UNREACHABLE, AbletonPeer, ReaperPeer, UdpPeer, wait_until
+from peers import UNREACHABLE, AbletonPeer, FakeNames, ReaperPeer, UdpPeer, free_port, wait_until
 
 
 def f32(x):
@@ -449,6 +450,40 @@ def test_a_target_whose_mapping_did_not_load_says_so_and_can_be_chosen_again():
             assert reaper.wait_for(lambda rs: final_values(reaper) == want)
     finally:
         reaper.close()
+
+
+def test_a_feedback_client_given_by_name_is_looked_up_once_off_the_engine(monkeypatch):
+    """`feedback: [tablet.test:PORT]` where the tablet also sends: once its name is known it is
+    the sender's address, so each change reaches it once (not once as sender, once by name), and
+    no datagram waits for a lookup. A name that never resolves costs nothing but its line in the
+    status."""
+    client = UdpPeer()
+    names = FakeNames({"tablet.test": ["127.0.0.1"]})
+    monkeypatch.setattr(socket, "getaddrinfo", names.getaddrinfo)
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=free_port(), mapping="fake4",
+                                                     min_interval_ms=0.0),),
+                 feedback=(("tablet.test", client.port), ("nosuchhost.invalid", 9)))
+    d = Daemon(cfg, model=FakeModel(), fit_curve=fake_fit, load_mapping=fake_load_mapping, persist=False)
+    names.gate.clear()
+    d.start()
+    try:
+        dest = ("127.0.0.1", d.osc_port)
+        assert wait_until(lambda: names.lookups)  # the lookup hangs ...
+        assert "/eqbridge/curve" in answer_to(client, dest, "/eqbridge/text", "warm")  # ... the answer does not
+        names.gate.set()
+        assert wait_until(lambda: d.feedback_peers[0].sockaddr is not None)
+        for phrase in ("bright", "dark"):
+            got = answer_to(client, dest, "/eqbridge/text", phrase)
+            client.send(dest, "/eqbridge/ping")  # leaves after the feedback: everything is in
+            client.wait_address("/eqbridge/pong")
+            assert [r.address for r in client.received].count("/eqbridge/curve") == 1, got
+        assert names.lookups == [("tablet.test", "eqbridge-resolve")]
+        client.send(dest, "/eqbridge/status")
+        fb = json.loads(client.wait_address("/eqbridge/status")[-1].args[0])["osc"]["feedback"]
+        assert fb == {f"tablet.test:{client.port}": f"127.0.0.1:{client.port}", "nosuchhost.invalid:9": None}
+    finally:
+        d.stop()
+        client.close()
 
 
 # ---------------------------------------------------------------- with the real modules

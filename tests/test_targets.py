@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 import struct
 
 import pytest
@@ -10,7 +12,7 @@ from bridge.bands import HostParam
 from bridge.targets.ableton import AbletonLookupError, AbletonOscTarget
 from bridge.targets.reaper import ReaperOscTarget
 from fakes import live_params
-from peers import AbletonPeer, ReaperPeer, wait_until
+from peers import UNREACHABLE, AbletonPeer, FakeNames, ReaperPeer, wait_until
 
 
 def f32(x):
@@ -67,6 +69,82 @@ def test_reaper_bundles_carry_the_same_messages_in_few_datagrams():
     inside = [m.dgram for d in dgrams for m in OscBundle(d)._contents]
     assert inside == msgs
     assert osc_bundles([]) == []
+
+
+def test_a_host_name_is_looked_up_on_the_targets_thread_never_the_callers(monkeypatch):
+    """The engine's submit must not wait for a slow resolver: until the name is known, values
+    go through the target's thread; then they go inline, with no lookup per datagram."""
+    names = FakeNames({"studio.test": ["127.0.0.1"]})
+    monkeypatch.setattr(socket, "getaddrinfo", names.getaddrinfo)
+    peer = ReaperPeer()
+    tgt = ReaperOscTarget("studio.test", peer.port, min_interval=0.0, name="named")
+    names.gate.clear()  # the resolver hangs
+    tgt.start()
+    try:
+        assert not tgt.inline
+        assert tgt.submit([hp("a", 0.25, idx=0), hp("b", 0.5, idx=1)]) == 2  # returns while it hangs
+        names.gate.set()
+        assert peer.wait_for(lambda rs: len(rs) >= 2)
+        assert wait_until(lambda: tgt.inline)
+        for i in range(20):
+            tgt.submit([hp("a", i / 40.0, idx=0)])
+        assert peer.wait_for(lambda rs: rs[-1].args == [f32(19 / 40.0)])
+        assert names.lookups == [("studio.test", "eqbridge-named")]  # once, and not here
+        assert ("/track/1/fx/1/fxparam/2/value", 0.5) in peer.fxparam_messages()
+    finally:
+        tgt.stop()
+        peer.close()
+
+
+def test_a_failed_send_looks_the_name_up_again(monkeypatch):
+    """A name that pointed somewhere unreachable (an old DHCP lease) is asked again on the
+    retry, on the target's thread, and the kept values then arrive."""
+    names = FakeNames({"studio.test": [UNREACHABLE[0], "127.0.0.1"]})
+    monkeypatch.setattr(socket, "getaddrinfo", names.getaddrinfo)
+    peer = ReaperPeer()
+    tgt = ReaperOscTarget("studio.test", peer.port, min_interval=0.0, name="named")
+    tgt.start()
+    try:
+        assert wait_until(lambda: tgt.inline)
+        tgt.submit([hp("a", 0.25, idx=0)])  # inline, to 255.255.255.255: fails at once
+        assert tgt.send_failure() is not None and not tgt.inline
+        assert peer.wait_for(lambda rs: len(rs) >= 1)  # the retry, 0.5 s later
+        assert peer.fxparam_messages() == [("/track/1/fx/1/fxparam/1/value", 0.25)]
+        assert names.lookups == [("studio.test", "eqbridge-named")] * 2
+        assert wait_until(lambda: tgt.send_failure() is None and tgt.inline)
+    finally:
+        tgt.stop()
+        peer.close()
+
+
+def test_an_inline_send_that_fails_is_retried_without_another_submit(caplog):
+    """The values of a failed inline flush are kept, and the target's thread tries them again
+    every RETRY_S on its own (once, nothing woke it: they waited for the next change)."""
+    tgt = ReaperOscTarget(*UNREACHABLE, min_interval=0.0, name="away")
+    tgt.start()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="eqbridge.targets"):
+            tgt.submit([hp("a", 0.25, idx=0)])
+            assert tgt.send_failure() is not None
+            assert wait_until(lambda: sum("away: send failed" in r.getMessage() for r in caplog.records) >= 3,
+                              timeout=5.0)
+        assert not tgt.idle()
+    finally:
+        tgt.stop()
+
+
+def test_a_name_that_does_not_resolve_keeps_the_values_and_says_why(monkeypatch):
+    names = FakeNames({})
+    monkeypatch.setattr(socket, "getaddrinfo", names.getaddrinfo)
+    tgt = ReaperOscTarget("nosuchhost.invalid", 8000, min_interval=0.0)
+    tgt.start()
+    try:
+        assert wait_until(lambda: tgt.send_failure() is not None)  # from the first lookup
+        assert tgt.submit([hp("a", 0.25, idx=0)]) == 1
+        assert "cannot resolve host 'nosuchhost.invalid'" in tgt.send_failure()
+        assert not tgt.idle()  # kept for the retry
+    finally:
+        tgt.stop()
 
 
 def test_only_what_changed_is_sent(reaper):
@@ -190,6 +268,25 @@ def test_ableton_finds_parameters_by_name_and_sends_native_values(live):
     assert sets == [(1, 2, 2, 15.0), (1, 2, 4, 480.0), (1, 2, 5, 3.5)]
     assert tgt.names is not None and tgt.names[0] == "Device On"
     assert tgt.query_value_strings([5]) == {5: "3.5 dB"}
+
+
+def test_ableton_by_name_is_looked_up_once_on_its_own_thread(monkeypatch):
+    names = FakeNames({"live.test": ["127.0.0.1"]})
+    monkeypatch.setattr(socket, "getaddrinfo", names.getaddrinfo)
+    tgt = AbletonOscTarget("live.test", 1, track=1, device=2, reply_port=0, min_interval=0.0, name="live")
+    peer = AbletonPeer({(1, 2): live_params()}, reply_port=tgt.reply_port)
+    tgt.port = peer.port
+    tgt.start()
+    try:
+        tgt.submit([hp("g2", 0.6, native=3.5, live="2 Gain A")])
+        assert peer.wait_for(lambda rs: peer.sets)
+        tgt.submit([hp("g2", 0.6, native=-2.0, live="2 Gain A")])
+        assert peer.wait_for(lambda rs: len(peer.sets) >= 2)
+        assert peer.sets == [(1, 2, 5, 3.5), (1, 2, 5, -2.0)]
+        assert names.lookups == [("live.test", "eqbridge-live")]
+    finally:
+        tgt.stop()
+        peer.close()
 
 
 def test_ableton_lookup_without_live_fails_with_a_reason():

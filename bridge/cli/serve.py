@@ -10,6 +10,7 @@ import sys
 import time
 
 from bridge.errors import EqBridgeError
+from bridge.udp_address import PeerAddress
 
 SIGNAL_POLL_S = 0.1
 """How often the main thread looks whether SIGINT or SIGTERM came (the handler only records it)."""
@@ -72,9 +73,9 @@ def host_problem(host: str, port: int) -> str | None:
     """Why datagrams to host:port cannot be addressed, or None. The daemon itself keeps running
     with such a target (it retries; the host may come up later), so only --check can say it."""
     try:
-        socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except (OSError, UnicodeError) as exc:
-        return f"cannot resolve host {host!r}: {getattr(exc, 'strerror', None) or exc}"
+        PeerAddress(host, port).resolve()
+    except OSError as exc:
+        return str(exc)
     return None
 
 

@@ -32,6 +32,7 @@ from bridge.bands import HostParam
 from bridge.osc_in import build_message
 from bridge.targets.base import OutputTarget
 from bridge.targets.replies import datagrams, listen_host
+from bridge.udp_address import PeerAddress
 
 log = logging.getLogger("eqbridge.targets.ableton")
 
@@ -115,6 +116,7 @@ class AbletonOscTarget(OutputTarget):
                          name=name or f"ableton:{host}:{port}/track/{track}/device/{device}")
         self.host, self.port, self.track, self.device = host, int(port), int(track), int(device)
         self.lookup_timeout = lookup_timeout
+        self._peer: PeerAddress | None = None  # made at the first send, on the sender thread
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind((reply_host or listen_host(host), int(reply_port)))
@@ -166,8 +168,19 @@ class AbletonOscTarget(OutputTarget):
                 self.values[int(rest[0])] = float(rest[1])
             self._got.notify_all()
 
+    def _sendto(self, address: str, args: list[Any]) -> None:
+        """Send one message to AbletonOSC. Only on the sender thread: a host name is looked up
+        at the first send, and again after a failed one (bridge/udp_address.py)."""
+        if self._peer is None:
+            self._peer = PeerAddress(self.host, self.port, socket.AF_INET)
+        try:
+            self._sock.sendto(build_message(address, args), self._peer.sockaddr or self._peer.resolve()[1])
+        except OSError:
+            self._peer.forget()
+            raise
+
     def _query(self, address: str, *args: Any) -> None:
-        self._sock.sendto(build_message(address, [self.track, self.device, *args]), (self.host, self.port))
+        self._sendto(address, [self.track, self.device, *args])
 
     def lookup(self) -> None:
         """Ask Live for the device's parameter names and ranges; wait for the answers."""
@@ -301,15 +314,13 @@ class AbletonOscTarget(OutputTarget):
     def _send(self, batch: list[tuple[HostParam, float]]) -> int:
         self.lookup()
         n = 0
-        dest = (self.host, self.port)
         for p, v in batch:
             i = self.index_of(p.live_name)  # type: ignore[arg-type]
             if i is None:
                 continue
             if self.mins and self.maxs and i < len(self.mins) and i < len(self.maxs):
                 v = _f32(min(max(v, self.mins[i]), self.maxs[i]))
-            self._sock.sendto(build_message("/live/device/set/parameter/value",
-                                            [self.track, self.device, i, float(v)]), dest)
+            self._sendto("/live/device/set/parameter/value", [self.track, self.device, i, float(v)])
             n += 1
             self._note_sent(p, i, v)
         self._check_units_once()

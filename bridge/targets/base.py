@@ -32,8 +32,9 @@ class OutputTarget:
 
     kind = "base"
     inline = False
-    """True when `_send` never blocks (UDP): an isolated change is then sent on the caller's
-    thread, saving a thread hand-off (tens to hundreds of microseconds under the GIL)."""
+    """True when `_send` never blocks (UDP to a known address): an isolated change is then sent on
+    the caller's thread, saving a thread hand-off (tens to hundreds of microseconds under the GIL).
+    A subclass may make it a property that changes (a host name not yet looked up)."""
 
     def __init__(self, *, min_interval: float = 0.0, name: str | None = None) -> None:
         self.name = name or self.kind
@@ -100,18 +101,27 @@ class OutputTarget:
                 return 0
             self._pending_answer |= not background
             now = time.monotonic()
-            if (self.inline and not self._paused and self._thread is not None
-                    and now - self._interval_from() >= self.min_interval
-                    and self._send_lock.acquire(blocking=False)):
-                batch = self._take_pending(now)
-            else:
+            if not self._may_flush_here(now):
                 self._cond.notify()
                 return n
+            batch = self._take_pending(now)
         try:
             self._flush(batch)
         finally:
             self._send_lock.release()
         return n
+
+    def _may_flush_here(self, now: float) -> bool:
+        """May the caller flush now, inline (under _cond)? If so it holds the send lock. `inline`
+        is read again under that lock: a flush on the sender thread may have just cleared it."""
+        if not (self.inline and not self._paused and self._thread is not None
+                and now - self._interval_from() >= self.min_interval
+                and self._send_lock.acquire(blocking=False)):
+            return False
+        if self.inline:
+            return True
+        self._send_lock.release()
+        return False
 
     def _interval_from(self) -> float:
         """When the interval that pending values wait out began (under _cond): the last answer
@@ -220,6 +230,7 @@ class OutputTarget:
                     self._pending.setdefault(p.key, (p, v))
                 self._pending_answer = True  # retried as an answer: the back-off holds both kinds
                 self._last_flush = self._last_answer = time.monotonic() + max(RETRY_S - self.min_interval, 0.0)
+                self._cond.notify()  # an inline flush failed: the sender thread retries it
             if tell and not was_failing and self.on_send_failure is not None:
                 self.on_send_failure(self, str(exc))
 

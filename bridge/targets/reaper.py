@@ -21,6 +21,9 @@ system call and one wake-up of the receiver instead of twelve (bench/bridge_late
 both). OSC 1.0 requires receivers to accept bundles, and REAPER bundles its own output (its OSC
 surface settings have an "outgoing max packet size"), but REAPER's handling of incoming bundles is
 UNVERIFIED here, so per-message sending stays the default.
+
+A host given by name is looked up on the target's own thread (bridge/udp_address.py); until it
+is known, and again after a failed send, flushes go through that thread, not inline.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import struct
 from bridge.bands import HostParam
 from bridge.osc_in import build_message
 from bridge.targets.base import OutputTarget
+from bridge.udp_address import PeerAddress, SockAddr
 
 DEFAULT_REAPER_PORT = 8000
 """REAPER's default OSC "local listen port" for a new OSC control surface."""
@@ -69,7 +73,6 @@ def osc_bundles(messages: list[bytes], max_bytes: int = MAX_DATAGRAM) -> list[by
 
 class ReaperOscTarget(OutputTarget):
     kind = "reaper"
-    inline = True
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_REAPER_PORT, *, track: int = 1,
                  fx: int = 1, min_interval: float = DEFAULT_MIN_INTERVAL, name: str | None = None,
@@ -80,10 +83,33 @@ class ReaperOscTarget(OutputTarget):
         self.host, self.port, self.track, self.fx = host, int(port), int(track), int(fx)
         self.units = units
         self.bundle = bool(bundle)
-        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        self._peer = PeerAddress(host, self.port)
+        self._sock: socket.socket | None = None
+        self._dest: SockAddr | None = None  # set once `_sock` can send to it
+        if self._peer.numeric:
+            self._open()
         self._prefix = f"/track/{self.track}/fx/{self.fx}/fxparam/"
         self._addresses: dict[str, str | None] = {}  # key -> real-unit address (None: not sendable)
         self._heads: dict[str, bytes] = {}  # key -> encoded address and ",f" tag: the hot path packs 4 bytes
+
+    @property
+    def inline(self) -> bool:  # type: ignore[override]
+        """UDP to a known address never blocks; a name to look up might (module docstring)."""
+        return self._dest is not None
+
+    def _open(self) -> SockAddr:
+        """The destination, resolved (may block: sender thread only), with a socket of its family;
+        published as `_dest` last, so an inline flush never sees an address without its socket."""
+        family, addr = self._peer.resolve()
+        if self._sock is None or self._sock.family != family:
+            if self._sock is not None:
+                self._sock.close()
+            self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        self._dest = addr
+        return addr
+
+    def _connect(self) -> None:
+        self._open()
 
     def real_address(self, key: str) -> str | None:
         """`/track/<t>/fxeq/band/<b>/freq/hz` etc. for a mapping key such as "band2.freq"."""
@@ -112,15 +138,17 @@ class ReaperOscTarget(OutputTarget):
         return _F32.unpack(_F32.pack(min(max(float(p.normalized), 0.0), 1.0)))[0]
 
     def _send(self, batch: list[tuple[HostParam, float]]) -> int:
-        dest = (self.host, self.port)
+        dest = self._dest or self._open()
         heads, pack = self._heads, _F32.pack
         messages = [(heads.get(p.key) or self._head(p)) + pack(v) for p, v in batch]
-        if not self.bundle:
-            for m in messages:
-                self._sock.sendto(m, dest)
-            return len(messages)
-        for dgram in osc_bundles(messages):
-            self._sock.sendto(dgram, dest)
+        sendto = self._sock.sendto  # type: ignore[union-attr]
+        try:
+            for dgram in (osc_bundles(messages) if self.bundle else messages):
+                sendto(dgram, dest)
+        except OSError:
+            self._dest = None
+            self._peer.forget()
+            raise
         return len(messages)
 
     def _head(self, p: HostParam) -> bytes:
@@ -129,7 +157,8 @@ class ReaperOscTarget(OutputTarget):
         return h
 
     def _close(self) -> None:
-        self._sock.close()
+        if self._sock is not None:
+            self._sock.close()
 
     def describe(self) -> str:
         units = (", real units (fxeq)" if self.units == "real" else "") + (", OSC bundles" if self.bundle else "")
