@@ -26,8 +26,10 @@ Safety of the file
   from raw bytes before SQLite opens it, and `quick_check` runs before anything is written.
 
 Reads that inference needs (`neighbours`, `kept`, `taught_names`, `taught`) come from an
-in-memory index rebuilt only when the database changed (own writes, or another process's,
-seen through `PRAGMA data_version`), so the hot path does not read the disk.
+in-memory index rebuilt only when what it holds changed (own keeps, undos and teaches, or another
+process's writes, seen through `PRAGMA data_version`), so the hot path does not read the disk:
+the answer event logged for every phrase leaves it as it is, and a read while a write waits for
+its fsync (or for another process's lock) takes the index as it stands instead of waiting.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ UNDO_WEIGHT = 0.5
 EXPORT_FORMAT = "eqbridge-profile"
 EXPORT_VERSION = 1
 KINDS = ("answer", "keep", "undo")
+INDEXED_KINDS = ("keep", "undo")
+"""The events inference reads (through the in-memory index); answers are context only."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -262,9 +266,10 @@ class ProfileStore:
             raise ProfileError(f"profile {self.path} is closed")
         return self._conn
 
-    def _write(self, statements: Iterable[tuple[str, tuple]]) -> list[int]:
+    def _write(self, statements: Iterable[tuple[str, tuple]], *, changes_index: bool = True) -> list[int]:
         """Run statements in one IMMEDIATE transaction; return after COMMIT (durable).
-        Returns the rows each statement changed."""
+        Returns the rows each statement changed. `changes_index`: False for what the inference
+        index does not hold (an answer event), so the next phrase does not rebuild it."""
         with self._lock:
             conn = self._db()
             changed = []
@@ -281,7 +286,8 @@ class ProfileStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            self._index = None
+            if changes_index:
+                self._index = None
             return changed
 
     # ---------------------------------------------------------------- events
@@ -309,7 +315,7 @@ class ProfileStore:
         if kind == "keep" and row[5] is None:
             raise ProfileError("a keep needs the final curve")
         self._write([("INSERT INTO events (uid, kind, phrase, embedding, answer, final, amount, mapping, time)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)])
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)], changes_index=kind in INDEXED_KINDS)
 
     def events(self, phrase: str | None = None, kind: str | None = None) -> list[dict]:
         """Events in time order, as plain dicts (numpy arrays for curves and embeddings)."""
@@ -401,19 +407,29 @@ class ProfileStore:
                 for i in order]
 
     def _current(self) -> _Index:
-        with self._lock:
+        """The index, brought up to date. While another thread holds the connection (a write
+        waiting for its fsync, or for another process's lock for up to BUSY_TIMEOUT_MS), the index
+        as it stands: that write is not acknowledged yet, and a phrase must not wait for a disk."""
+        idx = self._index
+        if idx is not None and not self._lock.acquire(blocking=False):
+            return idx
+        if idx is None:
+            self._lock.acquire()
+        try:
             conn = self._db()
             version = conn.execute("PRAGMA data_version").fetchone()[0]
             if self._index is None or version != self._data_version:
                 self._index = self._build_index(conn)
                 self._data_version = version
             return self._index
+        finally:
+            self._lock.release()
 
     @staticmethod
     def _build_index(conn: sqlite3.Connection) -> _Index:
         kept: dict[str, KeptPhrase] = {}
-        rows = conn.execute("SELECT kind, phrase, embedding, final FROM events WHERE kind IN ('keep', 'undo')"
-                            " ORDER BY time, id").fetchall()
+        rows = conn.execute("SELECT kind, phrase, embedding, final FROM events WHERE kind IN "
+                            f"({', '.join('?' * len(INDEXED_KINDS))}) ORDER BY time, id", INDEXED_KINDS).fetchall()
         for kind, phrase, emb, final in rows:
             old = kept.get(phrase)
             if kind == "keep":

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from bridge.personalize import personal_weight, personalize, phrase_embedding, t
 from bridge.profile import (MIGRATIONS, SCHEMA_VERSION, ProfileStore, list_profiles, open_profile,
                             profile_path, profiles_dir)
 from bridge.text import Term
+from peers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 DIM = 384
@@ -176,6 +178,56 @@ def test_two_processes_on_one_profile(tmp_path):
         assert store.integrity_check() == "ok"
         phrases = {e["phrase"] for e in store.events(kind="keep")}
     assert phrases == {f"{t} {i}" for t in ("alpha", "beta") for i in range(n)} | {f"gamma {i}" for i in range(50)}
+
+
+def test_the_answer_logged_per_phrase_does_not_rebuild_the_index(tmp_path, monkeypatch):
+    """The index holds keeps, undos and taught names; rebuilding it decodes every kept phrase
+    (tens of ms for thousands), so the answer event written after each phrase must leave it."""
+    builds = []
+    real = ProfileStore._build_index
+    monkeypatch.setattr(ProfileStore, "_build_index", staticmethod(lambda conn: builds.append(1) or real(conn)))
+    with ProfileStore(tmp_path / "p.sqlite3") as store:
+        store.keep("warm", unit(0), curve(1))
+        assert store.taught_names() == frozenset() and len(builds) == 1
+        for i in range(5):
+            store.record_answer(f"bright {i}", unit(1), curve(i))
+            assert store.has_kept() and store.kept("warm") is not None
+        assert len(builds) == 1
+        store.undo("warm")
+        assert store.kept_entry("warm").undos == 1 and len(builds) == 2
+        store.teach("my air", curve(3))
+        assert "my air" in store.taught_names() and len(builds) == 3
+
+
+def held_elsewhere(lock) -> bool:
+    if lock.acquire(blocking=False):
+        lock.release()
+        return False
+    return True
+
+
+def test_reads_do_not_wait_for_a_write_held_up_by_another_process(tmp_path):
+    """Another process holds the write lock (an import): the daemon's profile writer waits for
+    it (busy_timeout) holding the connection, and a phrase's reads meanwhile take the index as
+    it stands instead of waiting with it. The write lands once the lock is free."""
+    path = tmp_path / "p.sqlite3"
+    with ProfileStore(path) as store:
+        store.keep("warm", unit(0), curve(1))
+        assert store.has_kept()
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        writer = threading.Thread(target=store.keep, args=("dark", unit(1), curve(2)))
+        writer.start()
+        assert wait_until(lambda: held_elsewhere(store._lock))  # the writer is in BEGIN IMMEDIATE
+        reader = threading.Thread(target=lambda: (store.taught_names(), store.kept("warm"), store.neighbours(unit(0))))
+        reader.start()
+        reader.join(timeout=2.0)  # the writer waits up to BUSY_TIMEOUT_MS (5 s)
+        assert not reader.is_alive()
+        assert writer.is_alive()
+        other.execute("ROLLBACK")
+        other.close()
+        writer.join(timeout=10)
+        assert np.array_equal(store.kept("dark"), curve(2))
 
 
 # ------------------------------------------------------------------ export, import, forget, names
