@@ -149,10 +149,13 @@ def test_compiled_placement_places_as_the_numpy_placement(bands):
         compiled = F._settings(prob, kinds, idx, p, sort_interchangeable=True)
         reference = F._fit_greedy_numpy(prob, usable)
         assert [b.type for b in compiled] == [b.type for b in reference]
+        # 1e-7, not exact: where the placements sum in another order (numpy's pairwise sums), a
+        # flat direction of the objective can carry the last bit to ~3e-9 (lsp-para-x16, seen with
+        # onnxruntime 1.32's word curves); a different choice or constant lands far beyond this
         for c, r in zip(compiled, reference):
-            assert math.log(c.freq_hz / r.freq_hz) == pytest.approx(0.0, abs=1e-9)
-            assert c.gain_db == pytest.approx(r.gain_db, abs=1e-9)
-            assert math.log(c.q / r.q) == pytest.approx(0.0, abs=1e-9)
+            assert math.log(c.freq_hz / r.freq_hz) == pytest.approx(0.0, abs=1e-7)
+            assert c.gain_db == pytest.approx(r.gain_db, abs=1e-7)
+            assert math.log(c.q / r.q) == pytest.approx(0.0, abs=1e-7)
         n_bands.add(idx.size)
     if len(usable) > 4:  # with bands to spare, the scales place different numbers of them
         assert len(n_bands) > 1, n_bands
