@@ -440,6 +440,10 @@ class Daemon:
                 self._line_work.clear()
         self._save_if_due()
 
+    def _input_waiting(self) -> bool:
+        """An event is queued for the engine (idle work gives way to it)."""
+        return self._unprocessed > 0
+
     def _line_work_due(self) -> float:
         """When the next stretch may be solved (monotonic time; 0: now): a first stretch at once,
         one further out once the knobs have rested FAR_LINES_AFTER_S."""
@@ -447,12 +451,13 @@ class Daemon:
 
     def _extend_lines(self) -> None:
         """One stretch of one knob's line (`FitTangent.extend_line`, about three small solves),
-        so a move arriving meanwhile waits for little."""
+        given up after any solve once an input is queued: a move or phrase arriving meanwhile
+        waits for one solve, and the stretch is solved again later."""
         if self._tangent is None:
             self._line_work.clear()
         while self._line_work and time.monotonic() >= self._line_work_due():
             j, positive, upto = self._line_work[0]
-            if self._tangent.tangent.extend_line(j, positive, upto):
+            if self._tangent.tangent.extend_line(j, positive, upto, stop=self._input_waiting):
                 return
             self._line_work.popleft()
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -894,17 +894,23 @@ class FitTangent:
                                        for x, ci, vi, l, h in zip(x0, c, v, xlo, xhi)])
         return None
 
-    def extend_line(self, j: int, positive: bool, upto: float) -> bool:
+    def extend_line(self, j: int, positive: bool, upto: float, *,
+                    stop: Callable[[], bool] | None = None) -> bool:
         """Solve one more stretch of direction j's moves (the first, or the next beyond the known
         ones) toward moves of size `upto`: idle work, a stretch a call (about three solves).
-        False when there is nothing left to do."""
+        False when there is nothing left to do. `stop`, asked after each solve: when it says
+        True the stretch is given up unchanged (True: still to do), so an input waiting for the
+        thread that runs this waits for one solve, not for the whole stretch."""
         key = (j, positive)
-        if key not in self._lines:
-            return bool(self._pieces(j, positive))
-        pieces = self._lines[key]
-        if not pieces or pieces[-1][1] >= upto or key in self._lines_done:
-            return False
-        nxt = self._piece(j, positive, pieces[-1][1])
+        try:
+            if key not in self._lines:
+                return bool(self._pieces(j, positive, stop))
+            pieces = self._lines[key]
+            if not pieces or pieces[-1][1] >= upto or key in self._lines_done:
+                return False
+            nxt = self._piece(j, positive, pieces[-1][1], stop)
+        except _Stopped:
+            return True
         if nxt is None or nxt[1] <= pieces[-1][1] or len(pieces) >= MAX_LINE_PIECES:
             self._lines_done.add(key)  # a breakpoint too close to tell apart, or too many: stop here
             return False
@@ -916,14 +922,15 @@ class FitTangent:
         """x0, lo and hi as Python lists (plain-Python arithmetic beats numpy on 12 numbers)."""
         return self.x0.tolist(), self.lo.tolist(), self.hi.tolist()
 
-    def _pieces(self, j: int, positive: bool) -> list:
+    def _pieces(self, j: int, positive: bool, stop: Callable[[], bool] | None = None) -> list:
         pieces = self._lines.get((j, positive))
         if pieces is None:
-            first = self._piece(j, positive, 0.0)
+            first = self._piece(j, positive, 0.0, stop)
             pieces = self._lines[(j, positive)] = [] if first is None else [first]
         return pieces
 
-    def _piece(self, j: int, positive: bool, start: float) -> tuple[float, float, list, list] | None:
+    def _piece(self, j: int, positive: bool, start: float,
+               stop: Callable[[], bool] | None = None) -> tuple[float, float, list, list] | None:
         """The stretch of moves along direction j (that sign, sizes from `start` on) over which
         the active-set solve takes one path: every bound test keeps its outcome, so the change is
         c + a v for a move of size a (c = 0 on the first stretch, which starts at no move). Each
@@ -937,7 +944,10 @@ class FitTangent:
         def run(a: float) -> tuple[np.ndarray, list]:
             theta[j] = a if positive else -a
             trace: list = []
-            return self.step(theta, trace), trace
+            dx = self.step(theta, trace)
+            if stop is not None and stop():
+                raise _Stopped
+            return dx, trace
 
         def same_path(t1: list, t2: list) -> bool:
             return len(t1) == len(t2) and all(np.array_equal(r1[1], r2[1]) and np.array_equal(r1[2], r2[2])
@@ -995,6 +1005,10 @@ class FitTangent:
         for j, slot in enumerate(self.slots):
             out[slot] = BandSetting(self.kinds[j], math.exp(x[j]), x[k + j], math.exp(x[2 * k + j]))
         return tuple(out)
+
+
+class _Stopped(Exception):
+    """`FitTangent.extend_line`'s `stop` said so: the stretch being solved is given up."""
 
 
 def fit_tangent(fit: Fit, bands: Any, directions_db: np.ndarray | Sequence[Sequence[float]], *,

@@ -150,3 +150,36 @@ def test_one_knob_line_equals_the_full_solve(base, which):
         assert steps > 0 and extended > first  # ... and the stretches past it are answered too
     with pytest.raises(ValueError):
         tan.settings_along(len(DIRECTIONS), 0.1)
+
+
+def test_a_stopped_stretch_is_given_up_unchanged_and_solved_again_later():
+    """extend_line(stop=...) asks after every solve; a stop leaves the line as it was (and says
+    there is more to do), so the same calls without stops end with the same stretches."""
+    bands = [BandSpec("ls", ("low_shelf",), (20.0, 500.0), (-6.0, 6.0), (0.7071, 0.7071), fixed_q=0.7071),
+             BandSpec("b1", ("bell",), (100.0, 8000.0), (-3.0, 3.0), (0.3, 4.0)),
+             BandSpec("hs", ("high_shelf",), (2000.0, 20000.0), (-6.0, 6.0), (0.5, 1.0))]
+    fit = fit_curve(TARGET, bands)
+    calm, stopped = fit_tangent(fit, bands, DIRECTIONS), fit_tangent(fit, bands, DIRECTIONS)
+    while calm.extend_line(0, True, 3.0):
+        pass
+    asked = []
+
+    def input_during_solves_2_and_6() -> bool:  # two inputs arrive, each while a solve runs
+        asked.append(1)
+        return len(asked) in (2, 6)
+
+    given_up = 0
+    while True:
+        before = list(stopped._lines.get((0, True), []))
+        n_asked = len(asked)
+        more = stopped.extend_line(0, True, 3.0, stop=input_during_solves_2_and_6)
+        if {2, 6} & set(range(n_asked + 1, len(asked) + 1)):
+            given_up += 1
+            assert more and stopped._lines.get((0, True), []) == before  # nothing half-solved kept
+        if not more:
+            break
+    assert given_up == 2 and len(asked) > 6
+    assert len(calm._lines[(0, True)]) > 1  # the line has later stretches to solve (the test means something)
+    assert stopped._lines[(0, True)] == calm._lines[(0, True)]
+    assert stopped.extend_line(1, True, 3.0, stop=lambda: True)  # stopped at its first solve: still to do
+    assert (1, True) not in stopped._lines
