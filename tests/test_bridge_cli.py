@@ -131,6 +131,18 @@ def test_send_without_a_daemon_fails_clearly(capsys):
     assert "no answer" in capsys.readouterr().err
 
 
+def test_send_that_cannot_leave_this_machine_says_why(capsys):
+    """No traceback from sendto: a phrase too big for a datagram (2), a host that does not
+    resolve (1, like no answer), a port out of range (argparse's usage error, 2)."""
+    assert run_cli("send", "a" * 70_000, "--port", str(free_port())) == 2
+    assert "more than one UDP datagram carries" in capsys.readouterr().err
+    assert run_cli("send", "--ping", "--host", "nosuch.invalid", "--timeout", "0.2") == 1
+    assert "cannot send to nosuch.invalid:" in capsys.readouterr().err  # .invalid never resolves (RFC 2606)
+    with pytest.raises(SystemExit) as exc:
+        run_cli("send", "--ping", "--port", "70000")
+    assert exc.value.code == 2 and "a port is 1..65535, got 70000" in capsys.readouterr().err
+
+
 def test_send_macro_name_keep_and_teach(served, capsys):
     proc, port, reaper, tmp = served
     from bridge.model import TextToCurve

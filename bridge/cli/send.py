@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import socket
 import sys
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--ping", action="store_true")
     g.add_argument("--get", action="store_true", help="print the current curve and params")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=DEFAULT_OSC_PORT, help=f"daemon OSC port (default {DEFAULT_OSC_PORT})")
+    p.add_argument("--port", type=_port, default=DEFAULT_OSC_PORT, help=f"daemon OSC port (default {DEFAULT_OSC_PORT})")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the answer (default 2)")
     p.add_argument("--no-wait", action="store_true", help="send and exit without waiting for an answer")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
@@ -93,6 +94,26 @@ def _message(args: argparse.Namespace) -> tuple[str, list, str]:
     raise SystemExit(f"eqbridge send: give a PHRASE or one of {', '.join('--' + o.replace('_', '-') for o in OPTIONS)}")
 
 
+def _port(text: str) -> int:
+    """A UDP port for argparse: a clear usage error, not a traceback from sendto."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1..65535, got {port}")
+    return port
+
+
+def _send_failure(exc: OSError, size: int, host: str, port: int) -> tuple[str, int]:
+    """What to print, and the exit code, when the message could not even leave this machine:
+    too big for one datagram is the caller's input (2); an unknown host or a down network, 1."""
+    if exc.errno == errno.EMSGSIZE:
+        return (f"the message is {size} bytes, more than one UDP datagram carries "
+                "(a phrase is at most 200 characters)", 2)
+    return f"cannot send to {host}:{port}: {exc.strerror or exc}", 1
+
+
 def run(args: argparse.Namespace) -> int:
     from pythonosc.osc_message import OscMessage
 
@@ -103,7 +124,13 @@ def run(args: argparse.Namespace) -> int:
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        sock.sendto(build_message(address, values), (args.host, args.port))
+        dgram = build_message(address, values)
+        try:
+            sock.sendto(dgram, (args.host, args.port))
+        except OSError as exc:
+            why, rc = _send_failure(exc, len(dgram), args.host, args.port)
+            print(f"eqbridge send: error: {why}", file=sys.stderr)
+            return rc
         if args.no_wait:
             return 0
         deadline = time.monotonic() + args.timeout
