@@ -10,6 +10,10 @@ so the peer's own Python parsing is not counted):
     rather than the compiled one (bridge/_lmcore.c), given the same phrases afterwards.
   - knob in over OSC (/eqbridge/macro/1)                                    target p99 <= 1 ms
   - knob in over MIDI (CC 7 -> amount, through a private JACK server)       target p99 <= 1 ms
+The phrase and OSC stages run on a daemon without a MIDI input, before the private JACK server
+starts (its dummy driver and the daemon's JACK client wake every period, load on one of this
+machine's 2 cores that the OSC path does not carry); the MIDI stage and the flood then run on a
+second daemon with a MIDI input over JACK, so the RSS figure counts the MIDI client.
 Before the OSC knob stages, the floor: /eqbridge/ping -> /eqbridge/pong paced like the jumps, and
 again like the turn (one wake-up of the daemon and one datagram back), the least any answer
 costs on this machine. MIDI's floor is measured on the same events: a JACK client of the
@@ -456,21 +460,20 @@ def main() -> int:
     if a.midi_floor_client:
         return midi_floor_client(a.midi_floor_client)
 
+    stages = set(a.only or ("phrase", "osc", "midi", "flood"))
     jack = None
-    midi_reason = "disabled (--no-midi)"
-    if not a.no_midi:
-        jack = JackServer(period=a.jack_period)
-        midi_reason = jack.start()
-        if midi_reason is not None:
-            jack = None
-    rig = Rig(a.mapping, "jack" if jack else None, bundle=a.reaper_bundle)
+    midi_reason = "disabled (--no-midi)" if a.no_midi else "not asked for (--only)"
     results: dict[str, str] = {}
+    # Phrases and OSC knobs first, on a daemon without MIDI and before the private JACK server
+    # starts: its dummy driver wakes every period on one of this machine's 2 cores, and the
+    # daemon's JACK client and drain thread with it, which is load the OSC path does not have.
+    rig = Rig(a.mapping, None, bundle=a.reaper_bundle) if stages & {"phrase", "osc"} else None
     try:
-        st = rig.status()
-        print(f"daemon: model {st['model']}, fit {st['fit']} ({st['fit_backend']} loop), "
-              f"target {st['target']['describe']}")
-        stages = set(a.only or ("phrase", "osc", "midi", "flood"))
-        rig.client.send(rig.dest, "/eqbridge/text", "warm")
+        if rig is not None:
+            st = rig.status()
+            print(f"daemon: model {st['model']}, fit {st['fit']} ({st['fit_backend']} loop), "
+                  f"target {st['target']['describe']}; no MIDI input, no JACK server running")
+            rig.client.send(rig.dest, "/eqbridge/text", "warm")
         if "phrase" in stages:
             results["phrase"] = phrase_stage(rig, a)
         # OSC knob, then the same with a warm refit per move (knob_answers: refit) as the baseline
@@ -486,7 +489,23 @@ def main() -> int:
                 osc_knob_stage(base, a.events, "baseline, a refit per move: ")
             finally:
                 base.close()
-        # MIDI knob
+    finally:
+        if rig is not None:
+            print(f"daemon exit code after SIGTERM: {rig.close()}")
+    if not stages & {"midi", "flood"}:
+        return 0
+    # MIDI knobs and the flood: a daemon with a MIDI input, JACK running (its RSS counts the client)
+    if not a.no_midi and "midi" in stages:
+        jack = JackServer(period=a.jack_period)
+        midi_reason = jack.start()
+        if midi_reason is not None:
+            jack = None
+    rig = Rig(a.mapping, "jack" if jack else None, bundle=a.reaper_bundle)
+    try:
+        st = rig.status()
+        print(f"daemon: model {st['model']}, fit {st['fit']} ({st['fit_backend']} loop), "
+              f"target {st['target']['describe']}; MIDI input {'over JACK' if jack else 'none'}")
+        rig.client.send(rig.dest, "/eqbridge/text", "warm")
         if jack is not None and "midi" in stages:
             results["knob_midi"], results["knob_midi_turn"] = midi_knob_stage(rig, a.events, jack, a.rested)
         else:
