@@ -37,7 +37,7 @@ Then a flood: 10 s at 10 000 messages/s of /eqbridge/macro/1; reports the daemon
 (VmHWM), that it still answers, and that its final state equals the last message sent.
 
     python bench/bridge_latency.py [--events 1000] [--flood-seconds 10] [--rate 10000] [--mapping NAME]
-                                   [--reaper-bundle] [--no-midi] [--jack-period N] [--rested N]
+                                   [--reaper-per-message] [--no-midi] [--jack-period N] [--rested N]
                                    [--only STAGE ...]
 """
 
@@ -110,7 +110,7 @@ def rss_shmem_mb(pid: int) -> float:
 
 
 class Rig:
-    def __init__(self, mapping: str, midi: str | None, bundle: bool = False, knob_answers: str = "tangent",
+    def __init__(self, mapping: str, midi: str | None, bundle: bool = True, knob_answers: str = "tangent",
                  fit_backend: str | None = None) -> None:
         self.reaper = ReaperPeer()
         self.client = UdpPeer()
@@ -413,7 +413,7 @@ def phrase_stage(rig: Rig, a: argparse.Namespace) -> str:
     measured to the last parameter message at its own stand-in REAPER."""
     lat: dict[str, list[float]] = {"now": [], "base": []}
     for key in lat:
-        r = rig if key == "now" else Rig(a.mapping, None, bundle=a.reaper_bundle, fit_backend="numpy")
+        r = rig if key == "now" else Rig(a.mapping, None, bundle=not a.reaper_per_message, fit_backend="numpy")
         try:
             r.client.send(r.dest, "/eqbridge/text", "warm")
             for ph in phrases(a.events):
@@ -448,8 +448,9 @@ def main() -> int:
     ap.add_argument("--no-midi", action="store_true")
     ap.add_argument("--jack-period", type=int, default=64,
                     help="frames per period of the private JACK server (at 48 kHz; 64 = 1.33 ms)")
-    ap.add_argument("--reaper-bundle", action="store_true",
-                    help="the REAPER target sends each flush as one OSC bundle (config osc_bundle: true)")
+    ap.add_argument("--reaper-per-message", action="store_true",
+                    help="the REAPER target sends one datagram per parameter (config osc_bundle: false), "
+                         "not the default OSC bundles")
     ap.add_argument("--only", choices=("phrase", "osc", "midi", "flood"), action="append",
                     help="run only these stages (repeatable)")
     ap.add_argument("--rested", type=int, default=0, metavar="N",
@@ -467,7 +468,7 @@ def main() -> int:
     # Phrases and OSC knobs first, on a daemon without MIDI and before the private JACK server
     # starts: its dummy driver wakes every period on one of this machine's 2 cores, and the
     # daemon's JACK client and drain thread with it, which is load the OSC path does not have.
-    rig = Rig(a.mapping, None, bundle=a.reaper_bundle) if stages & {"phrase", "osc"} else None
+    rig = Rig(a.mapping, None, bundle=not a.reaper_per_message) if stages & {"phrase", "osc"} else None
     try:
         if rig is not None:
             st = rig.status()
@@ -482,7 +483,7 @@ def main() -> int:
             print(f"floor: ping -> pong, paced as the turn (every {SWEEP_PERIOD_S * 1000:.0f} ms) "
                   f"{wake_floor(rig, a.events, SWEEP_PERIOD_S)}")
             results["knob_osc"], results["knob_osc_turn"] = osc_knob_stage(rig, a.events, "")
-            base = Rig(a.mapping, None, bundle=a.reaper_bundle, knob_answers="refit")
+            base = Rig(a.mapping, None, bundle=not a.reaper_per_message, knob_answers="refit")
             try:
                 base.status()
                 base.client.send(base.dest, "/eqbridge/text", "warm")
@@ -500,7 +501,7 @@ def main() -> int:
         midi_reason = jack.start()
         if midi_reason is not None:
             jack = None
-    rig = Rig(a.mapping, "jack" if jack else None, bundle=a.reaper_bundle)
+    rig = Rig(a.mapping, "jack" if jack else None, bundle=not a.reaper_per_message)
     try:
         st = rig.status()
         print(f"daemon: model {st['model']}, fit {st['fit']} ({st['fit_backend']} loop), "

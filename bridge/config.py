@@ -19,7 +19,7 @@ targets:                   # the first is active at start; /eqbridge/target NAME
     mapping: reaper-reaeq
     min_interval_ms: 10    # answers at most once per interval; a polish yields to them (bridge/targets/base.py)
     reaper_units: normalized   # or real: ReaEQ's /track/T/fxeq/... addresses in Hz / dB / octaves
-    osc_bundle: false      # true: each flush as one OSC bundle datagram (see bridge/targets/reaper.py)
+    osc_bundle: true       # default; false: one datagram per parameter (see bridge/targets/reaper.py)
     follow_fx: ReaEQ       # optional: drive the first FX named like this on the track selected in REAPER
     feedback_port: 9000    # with follow_fx: REAPER's surface "device port" (it sends its feedback there)
   - name: live
@@ -92,8 +92,8 @@ class TargetSpec:
     backend: str | None = None
     reaper_units: str = "normalized"
     """REAPER only: "normalized" (fxparam 0..1) or "real" (ReaEQ's fxeq Hz / dB / octaves)."""
-    osc_bundle: bool = False
-    """REAPER only: send each flush as OSC bundles instead of one datagram per parameter."""
+    osc_bundle: bool = True
+    """REAPER only: send each flush as OSC bundles (False: one datagram per parameter)."""
     follow_fx: str | None = None
     """REAPER only: drive the first FX whose name holds this on REAPER's selected track, read from
     the surface's feedback (bridge/targets/reaper_feedback.py); track and fx are where it starts."""
@@ -113,7 +113,8 @@ class TargetSpec:
         return (f"{self.name}: {self.daw} at {self.host}:{self.port}, track {self.track}, "
                 f"{slot} {self.fx}, mapping {self.mapping}, every >= {self.min_interval_ms:g} ms"
                 + (", real units (fxeq)" if self.reaper_units == "real" else "")
-                + (", OSC bundles" if self.osc_bundle else "")
+                + ((", OSC bundles" if self.osc_bundle else ", one datagram per parameter")
+                   if self.daw == "reaper" else "")
                 + (f", follows REAPER's selected track to its FX matching {self.follow_fx!r} (feedback on "
                    f"port {self.feedback_port})" if self.follow_fx else ""))
 
@@ -412,7 +413,7 @@ def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | 
                    feedback: list[str] | None = None, midi_input: str | None = None,
                    midi_backend: str | None = None, midi_feedback: str | None = None,
                    profile: str | None = None,
-                   reaper_real_units: bool = False, reaper_bundle: bool = False,
+                   reaper_real_units: bool = False, reaper_per_message: bool = False,
                    reaper_follow: str | None = None) -> Config:
     """Apply command-line flags: --reaper/--ableton replace the targets; --track/--fx/--mapping
     change the targets given by flags, or the first configured target when none are."""
@@ -433,11 +434,11 @@ def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | 
         kw["targets"] = tuple(flagged)
     elif over:
         kw["targets"] = (replace(cfg.targets[0], **over),) + cfg.targets[1:]
-    # --reaper-real-units (ReaEQ's fxeq addresses), --reaper-bundle (each flush as OSC bundles),
+    # --reaper-real-units (ReaEQ's fxeq addresses), --reaper-per-message (no OSC bundles),
     # --reaper-follow FX (the selected track's FX): for every REAPER target
     follow = None if reaper_follow is None else _str(reaper_follow, "--reaper-follow")
     reaper_wide = {k: v for k, v in (("reaper_units", "real" if reaper_real_units else None),
-                                     ("osc_bundle", True if reaper_bundle else None), ("follow_fx", follow))
+                                     ("osc_bundle", False if reaper_per_message else None), ("follow_fx", follow))
                    if v is not None}
     if reaper_wide:
         kw["targets"] = tuple(replace(t, **reaper_wide) if t.daw == "reaper" else t

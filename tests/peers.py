@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from pythonosc.osc_message import OscMessage
 from pythonosc.osc_packet import OscPacket
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -118,7 +119,8 @@ class UdpPeer:
         self.cond = threading.Condition()
         self._closing = False
         self.keep = True  # set False to count without storing (floods)
-        self.count = 0
+        self.count = 0  # messages
+        self.datagrams = 0
         self.on_receive: Callable[[Received], None] | None = None
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -138,8 +140,7 @@ class UdpPeer:
                     sec, nsec = struct.unpack("qq", payload[:16])
                     tk = sec * 1_000_000_000 + nsec
             try:  # a bundle's messages arrive together (OSC 1.0: all or none)
-                rs = [Received(m.message.address, list(m.message.params), t, sender, tk)
-                      for m in OscPacket(data).messages]
+                rs = [Received(address, params, t, sender, tk) for address, params in self.parse(data)]
             except Exception:
                 rs = [Received("<unparsable>", [data], t, sender, tk)]
             for r in rs:
@@ -148,9 +149,14 @@ class UdpPeer:
                     self.on_receive(r)
             with self.cond:
                 self.count += len(rs)
+                self.datagrams += 1
                 if self.keep:
                     self.received.extend(rs)
                 self.cond.notify_all()
+
+    def parse(self, data: bytes) -> list[tuple[str, list]]:
+        """The messages in one datagram (python-osc: a message or nested bundles)."""
+        return [(m.message.address, list(m.message.params)) for m in OscPacket(data).messages]
 
     def handle(self, r: Received) -> None:
         pass
@@ -180,6 +186,37 @@ _FXPARAM = re.compile(r"^/track/(\d+)/fx/(\d+)/fxparam/(\d+)/value$")
 _FXEQ = re.compile(r"^/track/(\d+)/fxeq/band/(\d+)/(freq/hz|gain/db|q/oct)$")
 
 
+REAPER_MAX_PACKET, REAPER_MAX_MESSAGE = 32768, 1024
+"""MAX_PACKET_SIZE and MAX_OSC_MSG_LEN of REAPER's OSC surface (justinfrankel/reaper-sdk,
+reaper-plugins/reaper_csurf/osc.h)."""
+
+
+def reaper_reads(data: bytes) -> list[bytes]:
+    """The messages REAPER's OSC surface takes from one datagram, walked as its OscGetInput does
+    (justinfrankel/reaper-sdk, reaper-plugins/reaper_csurf/osc.cpp): the receive thread queues
+    the datagram behind its big-endian length, so a bundle's elements (each a big-endian size and
+    its bytes) read as consecutive messages once "#bundle" and the time tag are skipped. It stops
+    at the first size out of range or message over REAPER_MAX_MESSAGE bytes, and only the first
+    level of a bundle is read this way (a nested bundle's own elements are not)."""
+    q, pos, out = struct.pack(">i", len(data)) + data, 0, []
+    while len(q) - pos >= 4:
+        n = struct.unpack_from(">i", q, pos)[0]
+        pos += 4
+        if n <= 0 or n > REAPER_MAX_PACKET or n > len(q) - pos:
+            break
+        if len(q) - pos > 20 and q[pos:q.find(b"\0", pos)] == b"#bundle":  # strcmp(.., "#bundle")
+            pos += 16
+            n = struct.unpack_from(">i", q, pos)[0]
+            pos += 4
+            if n <= 0 or n > len(q) - pos:
+                break
+        if n > REAPER_MAX_MESSAGE:
+            break
+        out.append(q[pos:pos + n])
+        pos += n
+    return out
+
+
 class ReaperPeer(UdpPeer):
     """REAPER's OSC surface: keeps the value of every FX parameter it was sent."""
 
@@ -188,6 +225,10 @@ class ReaperPeer(UdpPeer):
         self.eq: dict[tuple[int, int, str], float] = {}  # (track, band, "freq/hz"|...) -> real value
         self.unknown: list[Received] = []
         super().__init__(port)
+
+    def parse(self, data: bytes) -> list[tuple[str, list]]:
+        """The messages REAPER takes from one datagram (`reaper_reads`), each parsed alone."""
+        return [(m.address, list(m.params)) for m in map(OscMessage, reaper_reads(data))]
 
     def handle(self, r: Received) -> None:
         m = _FXPARAM.match(r.address)

@@ -12,7 +12,7 @@ from bridge.bands import HostParam
 from bridge.targets.ableton import AbletonLookupError, AbletonOscTarget
 from bridge.targets.reaper import ReaperOscTarget
 from fakes import live_params
-from peers import UNREACHABLE, AbletonPeer, FakeNames, ReaperPeer, wait_until
+from peers import UNREACHABLE, AbletonPeer, FakeNames, ReaperPeer, reaper_reads, wait_until
 
 
 def f32(x):
@@ -42,14 +42,12 @@ def test_reaper_addresses_are_one_based_and_values_normalized(reaper):
         ("/track/3/fx/2/fxparam/6/value", 1.0)]
 
 
-def test_reaper_bundles_carry_the_same_messages_in_few_datagrams():
-    """osc_bundle: one flush -> OSC 1.0 bundles under MAX_DATAGRAM, the same messages inside."""
-    from pythonosc.osc_bundle import OscBundle
-
-    from bridge.osc_in import build_message
-    from bridge.targets.reaper import MAX_DATAGRAM, osc_bundles
+@pytest.mark.parametrize("bundle", [True, False])
+def test_reaper_gets_each_flush_as_few_bundles_or_one_datagram_per_value(bundle):
+    """By default a flush goes as OSC 1.0 bundles under MAX_DATAGRAM, which the stand-in reads
+    the way REAPER's OSC surface does (peers.reaper_reads); osc_bundle: false sends 60 datagrams."""
     peer = ReaperPeer()
-    tgt = ReaperOscTarget("127.0.0.1", peer.port, track=3, fx=2, min_interval=0.0, bundle=True)
+    tgt = ReaperOscTarget("127.0.0.1", peer.port, track=3, fx=2, min_interval=0.0, bundle=bundle)
     tgt.start()
     try:
         params = [hp(f"p{i}", i / 100.0, idx=i) for i in range(60)]
@@ -59,16 +57,26 @@ def test_reaper_bundles_carry_the_same_messages_in_few_datagrams():
             (f"/track/3/fx/2/fxparam/{i + 1}/value", f32(i / 100.0)) for i in range(60))
         assert wait_until(lambda: tgt.sent_messages >= 60, timeout=5.0)  # counted after the send
         assert tgt.sent_messages == 60
-        assert len({r.t for r in peer.received}) <= 3  # a few datagrams, not 60 (a bundle's messages share one read)
+        assert 1 < peer.datagrams <= 3 if bundle else peer.datagrams == 60
     finally:
         tgt.stop()
         peer.close()
+
+
+def test_osc_bundles_hold_the_messages_as_python_osc_and_reaper_read_them():
+    from pythonosc.osc_bundle import OscBundle
+
+    from bridge.osc_in import build_message
+    from bridge.targets.reaper import MAX_DATAGRAM, osc_bundles
     msgs = [build_message(f"/track/1/fx/1/fxparam/{i}/value", [i / 7.0]) for i in range(60)]
     dgrams = osc_bundles(msgs)
     assert 1 < len(dgrams) < 60 and all(len(d) <= MAX_DATAGRAM for d in dgrams)
-    inside = [m.dgram for d in dgrams for m in OscBundle(d)._contents]
-    assert inside == msgs
+    assert [m.dgram for d in dgrams for m in OscBundle(d)._contents] == msgs
+    assert [m for d in dgrams for m in reaper_reads(d)] == msgs
     assert osc_bundles([]) == []
+    # the stand-in reads no more than REAPER would: a message over its 1024 bytes ends the walk
+    long = build_message("/track/1/fx/1/fxparam/1/value", ["x" * 1100])
+    assert reaper_reads(osc_bundles([msgs[0], long, msgs[1]], max_bytes=4000)[0]) == [msgs[0]]
 
 
 def test_a_host_name_is_looked_up_on_the_targets_thread_never_the_callers(monkeypatch):

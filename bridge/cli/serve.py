@@ -29,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reaper", metavar="HOST:PORT", help="drive REAPER's OSC surface at HOST:PORT (default port 8000)")
     p.add_argument("--reaper-real-units", action="store_true",
                    help="REAPER: send ReaEQ's real-unit OSC (/track/T/fxeq/band/B/freq/hz, gain/db, q/oct)")
-    p.add_argument("--reaper-bundle", action="store_true",
-                   help="REAPER: send each batch of parameter values as one OSC bundle (one datagram)")
+    p.add_argument("--reaper-per-message", action="store_true",
+                   help="REAPER: one datagram per parameter value instead of OSC bundles (the default), "
+                        "for a receiver that cannot read bundles")
     p.add_argument("--reaper-follow", metavar="FX",
                    help="REAPER: drive the first FX whose name holds FX (e.g. ReaEQ) on the track selected in "
                         "REAPER, read from its OSC feedback on port 9000 (the surface's device port)")
@@ -64,7 +65,7 @@ def build_config(args: argparse.Namespace):
                           midi_feedback=getattr(args, "midi_feedback", None),
                           profile=getattr(args, "profile", None),
                           reaper_real_units=getattr(args, "reaper_real_units", False),
-                          reaper_bundle=getattr(args, "reaper_bundle", False),
+                          reaper_per_message=getattr(args, "reaper_per_message", False),
                           reaper_follow=getattr(args, "reaper_follow", None))
 
 

@@ -15,12 +15,18 @@ first ReaEQ (the FX slot is not part of the address). `<b>` is the band's number
 (band1 -> 1), counted from 1 like every other `@` in REAPER's patterns; UNVERIFIED against a
 running REAPER here.
 
-`bundle=True` (config `osc_bundle: true`, `--reaper-bundle`) sends each flush as OSC bundles
-(immediate time tag) of at most MAX_DATAGRAM bytes instead of one datagram per parameter: one
-system call and one wake-up of the receiver instead of twelve (bench/bridge_latency.py measures
-both). OSC 1.0 requires receivers to accept bundles, and REAPER bundles its own output (its OSC
-surface settings have an "outgoing max packet size"), but REAPER's handling of incoming bundles is
-UNVERIFIED here, so per-message sending stays the default.
+Each flush goes out as OSC bundles (immediate time tag) of at most MAX_DATAGRAM bytes, one
+datagram for a ReaEQ's 12 values instead of twelve: one system call and one wake-up of the
+receiver, about a quarter of a millisecond less per answer here (bench/bridge_latency.py,
+`--reaper-per-message` for the other way). REAPER reads them: its OSC surface's receive thread
+queues each datagram behind its big-endian length, so that "unpacking bundles becomes trivial",
+and OscGetInput skips "#bundle" and the time tag and reads the elements (big-endian size, bytes)
+as consecutive messages, each at most MAX_OSC_MSG_LEN = 1024 bytes, a datagram at most
+MAX_PACKET_SIZE = 32768 (justinfrankel/reaper-sdk, reaper-plugins/reaper_csurf/osc.cpp and
+osc.h; REAPER packs its own output the same way). Only the first level is read so: bundles are
+never nested here. tests/peers.ReaperPeer parses datagrams by that same walk.
+`bundle=False` (config `osc_bundle: false`, `serve --reaper-per-message`) sends one datagram
+per parameter instead, for a receiver that cannot read bundles.
 
 A host given by name is looked up on the target's own thread (bridge/udp_address.py); until it
 is known, and again after a failed send, flushes go through that thread, not inline.
@@ -76,7 +82,7 @@ class ReaperOscTarget(OutputTarget):
 
     def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_REAPER_PORT, *, track: int = 1,
                  fx: int = 1, min_interval: float = DEFAULT_MIN_INTERVAL, name: str | None = None,
-                 units: str = "normalized", bundle: bool = False) -> None:
+                 units: str = "normalized", bundle: bool = True) -> None:
         if units not in UNITS:
             raise ValueError(f"REAPER units must be one of {UNITS}, got {units!r}")
         super().__init__(min_interval=min_interval, name=name or f"reaper:{host}:{port}/track/{track}/fx/{fx}")
@@ -161,5 +167,6 @@ class ReaperOscTarget(OutputTarget):
             self._sock.close()
 
     def describe(self) -> str:
-        units = (", real units (fxeq)" if self.units == "real" else "") + (", OSC bundles" if self.bundle else "")
+        units = ((", real units (fxeq)" if self.units == "real" else "")
+                 + (", OSC bundles" if self.bundle else ", one datagram per parameter"))
         return f"REAPER OSC {self.host}:{self.port} track {self.track} fx {self.fx}{units}"
