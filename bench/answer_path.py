@@ -1,11 +1,12 @@
 """Where a knob answer's time goes, step by step, and the floor a wake-up sets on this machine.
 
 1. In one process, with the real model, mapping (reaper-reaeq) and fitter: the steps from a
-   datagram to the REAPER messages (12 datagrams to a socket nobody reads), each timed on its
-   own, two ways in the same run, moves interleaved: as the daemon answered before (python-osc
-   parse, address match + argument check, session update, the tangent's full active-set solve,
-   host values, sends) and as it answers now (decode_knob, the knobs after the move, the
-   tangent's line for one knob, host values, sends; the session is updated after the send).
+   datagram to the REAPER messages (to a socket read by a process of its own, as REAPER's OSC
+   thread reads its socket: a reader in this process would take the GIL), each timed on its
+   own, two ways in the same run, moves interleaved: as the daemon answered before (python-osc parse, address
+   match + argument check, session update, the tangent's full active-set solve, host values, 12
+   datagrams) and as it answers now (decode_knob, the knobs after the move, the tangent's line
+   for one knob, host values, one OSC bundle; the session is updated after the send).
    First back to back (warm caches), then with an idle gap before every move, as a hand on a
    knob gives (the daemon's real situation).
 2. What a garbage collection costs in the started daemon, with the objects loaded at start in
@@ -43,9 +44,12 @@ from bridge.osc_in import BY_PATH, check_args, decode_knob, knob_table  # noqa: 
 from bridge.session import Event  # noqa: E402
 from peers import build, free_port, wait_until  # noqa: E402
 
-STEPS = ("parse", "address + arguments", "session update", "tangent step", "host values", "encode + 12 sends")
+READER = ("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', 0))\n"
+          "print(s.getsockname()[1], flush=True)\nwhile True:\n    s.recv(65535)\n")
+"""The REAPER side: a process that reads every datagram (and does nothing with it)."""
+STEPS = ("parse", "address + arguments", "session update", "tangent step", "host values", "encode + 12 datagrams")
 SHORTCUT_STEPS = ("decode (bytes -> event)", "knobs after the move", "tangent line", "host values",
-                  "encode + 12 sends")
+                  "encode + 1 OSC bundle")
 
 
 def answer_steps(d: Daemon, value: float) -> list[float]:
@@ -64,6 +68,7 @@ def answer_steps(d: Daemon, value: float) -> list[float]:
     t.append(time.perf_counter())
     params = d.active.mapping.host_params(bands)
     t.append(time.perf_counter())
+    d.active.output.bundle = False  # one datagram per parameter, as before
     d.active.output.submit(params)
     t.append(time.perf_counter())
     return list(np.diff(t))
@@ -83,6 +88,7 @@ def shortcut_steps(d: Daemon, value: float, table: dict) -> list[float]:
     t.append(time.perf_counter())
     params = d.active.mapping.host_params(bands)
     t.append(time.perf_counter())
+    d.active.output.bundle = True  # the REAPER target's default now
     d.active.output.submit(params)
     t.append(time.perf_counter())
     d.session.apply(ev)  # after the send, as in the daemon (not timed)
@@ -100,11 +106,11 @@ def _table(label: str, names: tuple, rows: list) -> None:
 
 @contextmanager
 def started_daemon() -> Iterator[Daemon]:
-    """An in-process daemon (real model, reaper-reaeq, fitter) answering "warm", its tangent built;
-    its REAPER messages land on a socket nobody reads."""
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sink.bind(("127.0.0.1", 0))
-    cfg = Config(osc_port=0, targets=(default_target("reaper", port=sink.getsockname()[1], mapping="reaper-reaeq",
+    """An in-process daemon (real model, reaper-reaeq, fitter) answering "warm", its tangent built,
+    sending to a reader in another process (READER)."""
+    sink = subprocess.Popen([sys.executable, "-c", READER], stdout=subprocess.PIPE, text=True)
+    port = int(sink.stdout.readline())
+    cfg = Config(osc_port=0, targets=(default_target("reaper", port=port, mapping="reaper-reaeq",
                                                      min_interval_ms=0.0),))
     d = Daemon(cfg, persist=False)
     d.start()
@@ -115,7 +121,8 @@ def started_daemon() -> Iterator[Daemon]:
         yield d
     finally:
         d.stop()
-        sink.close()
+        sink.kill()
+        sink.wait()
 
 
 def in_process(moves: int, gap_s: float) -> None:
