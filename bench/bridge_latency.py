@@ -136,10 +136,21 @@ class Rig:
         for _ in range(600):
             self.client.send(self.dest, "/eqbridge/ping")
             if self.client.wait_address("/eqbridge/pong", timeout=0.1):
+                self.client.send(self.dest, "/eqbridge/text", "warm")  # a phrase for the knobs to move
                 return
             if self.proc.poll() is not None:
                 raise SystemExit(f"eqbridge serve exited: {self.proc.stderr.read()[-2000:]}")
         raise SystemExit("eqbridge serve did not answer pings")
+
+    @classmethod
+    def for_args(cls, a: argparse.Namespace, midi: str | None = None, **kw) -> Rig:
+        """A rig as the command line asks (mapping, OSC bundles or not)."""
+        return cls(a.mapping, midi, bundle=not a.reaper_per_message, **kw)
+
+    def describe(self, inputs: str) -> None:
+        st = self.status()
+        print(f"daemon: model {st['model']}, fit {st['fit']} ({st['fit_backend']} loop), "
+              f"target {st['target']['describe']}; {inputs}")
 
     def status(self) -> dict:
         n = len(self.client.wait_address("/eqbridge/status", n=0, timeout=0))
@@ -257,8 +268,8 @@ def wake_floor(rig: Rig, events: int, gap_s: float = 0.09) -> str:
     return pct(lat) if lat else "no pong"
 
 
-def osc_knob_stage(rig: Rig, events: int, label: str) -> tuple[str, str]:
-    """Isolated jumps of /eqbridge/macro/1, then a turn; prints and returns both figures."""
+def osc_knob_stage(rig: Rig, events: int, label: str) -> None:
+    """Isolated jumps of /eqbridge/macro/1, then a turn; prints both figures."""
     lat, pol = [], []
     for i in range(events):
         dgram = build("/eqbridge/macro/1", 0.2 + 0.6 * ((i * 37) % 100) / 100)
@@ -278,7 +289,6 @@ def osc_knob_stage(rig: Rig, events: int, label: str) -> tuple[str, str]:
     turned = pct(tl) if tl else "no output"
     print(f"{label}OSC knob turned (steps of 0.005 every {SWEEP_PERIOD_S * 1000:.0f} ms) -> answer "
           f"{turned}, {silent} moves changed nothing   target p99 <= 1 ms")
-    return jumps, turned
 
 
 class MidiFloor:
@@ -332,7 +342,7 @@ RESTED_S = JACK_DRAIN_S[-2][0] + 0.5
 looks at RtMidi's queue least often (bridge.midi_ports.JACK_DRAIN_S)."""
 
 
-def midi_knob_stage(rig: Rig, events: int, jack: JackServer, rested: int = 0) -> tuple[str, str]:
+def midi_knob_stage(rig: Rig, events: int, jack: JackServer, rested: int = 0) -> None:
     """Isolated jumps of CC 7 (-> amount) through JACK, then a turn, each beside the transport's
     floor on the same event and the daemon's share (answer minus floor, event by event). Every
     event is sent at a random phase of JACK's period: the bench's own waits (the polish timer,
@@ -404,18 +414,16 @@ def midi_knob_stage(rig: Rig, events: int, jack: JackServer, rested: int = 0) ->
     print(f"JACK during the MIDI stage: the driver's cycle late {driver_late} times; clients not finished in "
           f"time (an xrun each): {late or 'none'} (the daemon's client is 'eqbridge', the floor's "
           f"'RtMidiIn Client', the surface 'RtMidiOut Client')")
-    return jumps_s, turned
 
 
-def phrase_stage(rig: Rig, a: argparse.Namespace) -> str:
+def phrase_stage(rig: Rig, a: argparse.Namespace) -> None:
     """Distinct phrases to the daemon, then the same to a baseline daemon whose fitter runs its
     numpy loop (started afterwards: its idle work would otherwise share the 2 cores), each
     measured to the last parameter message at its own stand-in REAPER."""
     lat: dict[str, list[float]] = {"now": [], "base": []}
     for key in lat:
-        r = rig if key == "now" else Rig(a.mapping, None, bundle=not a.reaper_per_message, fit_backend="numpy")
+        r = rig if key == "now" else Rig.for_args(a, fit_backend="numpy")
         try:
-            r.client.send(r.dest, "/eqbridge/text", "warm")
             for ph in phrases(a.events):
                 dgram = build("/eqbridge/text", ph)
                 ms = r.measure(lambda: r.client.sock.sendto(dgram, r.dest))
@@ -431,7 +439,6 @@ def phrase_stage(rig: Rig, a: argparse.Namespace) -> str:
         finally:
             if r is not rig:
                 r.close()
-    return pct(lat["now"])
 
 
 def pct(xs: list[float]) -> str:
@@ -464,29 +471,24 @@ def main() -> int:
     stages = set(a.only or ("phrase", "osc", "midi", "flood"))
     jack = None
     midi_reason = "disabled (--no-midi)" if a.no_midi else "not asked for (--only)"
-    results: dict[str, str] = {}
     # Phrases and OSC knobs first, on a daemon without MIDI and before the private JACK server
     # starts: its dummy driver wakes every period on one of this machine's 2 cores, and the
     # daemon's JACK client and drain thread with it, which is load the OSC path does not have.
-    rig = Rig(a.mapping, None, bundle=not a.reaper_per_message) if stages & {"phrase", "osc"} else None
+    rig = Rig.for_args(a) if stages & {"phrase", "osc"} else None
     try:
         if rig is not None:
-            st = rig.status()
-            print(f"daemon: model {st['model']}, fit {st['fit']} ({st['fit_backend']} loop), "
-                  f"target {st['target']['describe']}; no MIDI input, no JACK server running")
-            rig.client.send(rig.dest, "/eqbridge/text", "warm")
+            rig.describe("no MIDI input, no JACK server running")
         if "phrase" in stages:
-            results["phrase"] = phrase_stage(rig, a)
+            phrase_stage(rig, a)
         # OSC knob, then the same with a warm refit per move (knob_answers: refit) as the baseline
         if "osc" in stages:
             print(f"floor: ping -> pong, paced as the jumps {wake_floor(rig, a.events)}")
             print(f"floor: ping -> pong, paced as the turn (every {SWEEP_PERIOD_S * 1000:.0f} ms) "
                   f"{wake_floor(rig, a.events, SWEEP_PERIOD_S)}")
-            results["knob_osc"], results["knob_osc_turn"] = osc_knob_stage(rig, a.events, "")
-            base = Rig(a.mapping, None, bundle=not a.reaper_per_message, knob_answers="refit")
+            osc_knob_stage(rig, a.events, "")
+            base = Rig.for_args(a, knob_answers="refit")
             try:
                 base.status()
-                base.client.send(base.dest, "/eqbridge/text", "warm")
                 osc_knob_stage(base, a.events, "baseline, a refit per move: ")
             finally:
                 base.close()
@@ -501,14 +503,11 @@ def main() -> int:
         midi_reason = jack.start()
         if midi_reason is not None:
             jack = None
-    rig = Rig(a.mapping, "jack" if jack else None, bundle=not a.reaper_per_message)
+    rig = Rig.for_args(a, "jack" if jack else None)
     try:
-        st = rig.status()
-        print(f"daemon: model {st['model']}, fit {st['fit']} ({st['fit_backend']} loop), "
-              f"target {st['target']['describe']}; MIDI input {'over JACK' if jack else 'none'}")
-        rig.client.send(rig.dest, "/eqbridge/text", "warm")
+        rig.describe(f"MIDI input {'over JACK' if jack else 'none'}")
         if jack is not None and "midi" in stages:
-            results["knob_midi"], results["knob_midi_turn"] = midi_knob_stage(rig, a.events, jack, a.rested)
+            midi_knob_stage(rig, a.events, jack, a.rested)
         else:
             print(f"MIDI knob: skipped ({midi_reason})")
         if "flood" not in stages:

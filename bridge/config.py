@@ -57,21 +57,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import EqBridgeError
+from bridge.errors import ConfigError, EqBridgeError
 from bridge.midi_in import RELATIVE_ENCODINGS, MidiBinding
 from bridge.osc_in import DEFAULT_OSC_HOST, DEFAULT_OSC_PORT
 from bridge.session import MAX_MACROS
 from bridge.targets.reaper_feedback import DEFAULT_FEEDBACK_PORT
+from bridge.udp_address import port_number
 
 DAWS = ("reaper", "ableton", "midi")
 DEFAULT_MAPPING = "reaper-reaeq"
 DEFAULT_PORTS = {"reaper": 8000, "ableton": 11000}
 KNOB_ANSWERS = ("tangent", "refit")
 DEFAULT_INTERVAL_MS = {"reaper": 10.0, "ableton": 100.0, "midi": 5.0}
-
-
-class ConfigError(EqBridgeError):
-    """A config file or flag that cannot be used; the message says where and why."""
 
 
 @dataclass(frozen=True)
@@ -174,17 +171,7 @@ def parse_host_port(text: str, where: str, default_port: int | None = None) -> t
         if default_port is None:
             raise ConfigError(f"{where}: {text!r} needs a port (HOST:PORT)")
         return host, default_port
-    return host, _port(port_s, where)
-
-
-def _port(v: Any, where: str) -> int:
-    try:
-        p = int(v)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: must be a port number 1..65535, got {v!r}") from None
-    if not 0 <= p <= 65535:
-        raise ConfigError(f"{where}: must be 1..65535, got {p}")
-    return p
+    return host, port_number(port_s, where)
 
 
 def _int(v: Any, where: str, lo: int, hi: int) -> int:
@@ -222,7 +209,7 @@ def _target(d: Any, i: int) -> TargetSpec:
     if "host" in d:
         kw["host"] = _str(d["host"], f"{where}.host")
     if "port" in d:
-        kw["port"] = _port(d["port"], f"{where}.port")
+        kw["port"] = port_number(d["port"], f"{where}.port")
     lo = 0
     if "track" in d:
         kw["track"] = _int(d["track"], f"{where}.track", lo, 100000)
@@ -237,7 +224,7 @@ def _target(d: Any, i: int) -> TargetSpec:
             raise ConfigError(f"{where}.min_interval_ms: must be a number 0..10000, got {v!r}")
         kw["min_interval_ms"] = float(v)
     if "reply_port" in d:
-        kw["reply_port"] = _port(d["reply_port"], f"{where}.reply_port")
+        kw["reply_port"] = port_number(d["reply_port"], f"{where}.reply_port")
     if "reaper_units" in d:
         if daw != "reaper" or d["reaper_units"] not in ("normalized", "real"):
             raise ConfigError(f"{where}.reaper_units: normalized or real, for daw: reaper only; got {d['reaper_units']!r}")
@@ -252,7 +239,7 @@ def _target(d: Any, i: int) -> TargetSpec:
     if d.get("follow_fx") is not None:
         kw["follow_fx"] = _str(d["follow_fx"], f"{where}.follow_fx")
     if "feedback_port" in d:
-        kw["feedback_port"] = _port(d["feedback_port"], f"{where}.feedback_port")
+        kw["feedback_port"] = port_number(d["feedback_port"], f"{where}.feedback_port")
     if "backend" in d and d["backend"] is not None:
         kw["backend"] = _str(d["backend"], f"{where}.backend")
     if daw == "midi":
@@ -316,7 +303,7 @@ def config_from_dict(data: Any, source: str = "<dict>") -> Config:
     if "host" in osc:
         kw["osc_host"] = _str(osc["host"], "osc.host")
     if "port" in osc:
-        kw["osc_port"] = _port(osc["port"], "osc.port")
+        kw["osc_port"] = port_number(osc["port"], "osc.port")
     allow = osc.get("allow") or []
     if not isinstance(allow, list):
         raise ConfigError("osc.allow: must be a list of IP addresses")
@@ -421,7 +408,7 @@ def with_overrides(cfg: Config, *, osc_host: str | None = None, osc_port: int | 
     if osc_host is not None:
         kw["osc_host"] = osc_host
     if osc_port is not None:
-        kw["osc_port"] = _port(osc_port, "--osc-port")
+        kw["osc_port"] = port_number(osc_port, "--osc-port")
     over = {k: v for k, v in (("track", track), ("fx", fx), ("mapping", mapping)) if v is not None}
     flagged = []
     if reaper:

@@ -9,6 +9,10 @@ class PhraseError(EqBridgeError, ValueError):
     """A phrase that cannot be turned into a curve (empty, too long, unknown script, ...)."""
 
 
+class ConfigError(EqBridgeError):
+    """A config file or flag that cannot be used; the message says where and why."""
+
+
 class ModelFileError(EqBridgeError):
     """A shipped model file is missing or unreadable; run `eqbridge train`."""
 

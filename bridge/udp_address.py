@@ -16,6 +16,8 @@ import socket
 import threading
 from typing import Any
 
+from bridge.errors import ConfigError
+
 log = logging.getLogger("eqbridge.udp")
 
 SockAddr = tuple[Any, ...]
@@ -32,6 +34,18 @@ def _first(host: str, port: int, family: int, flags: int) -> tuple[int, SockAddr
         raise OSError(f"not a host name: {exc}") from None
     fam, _, _, _, addr = infos[0]
     return fam, addr
+
+
+def port_number(v: Any, where: str) -> int:
+    """A UDP port from a config value or a flag (0: a listening port the system picks); the one
+    check that `eqbridge serve`'s config and `eqbridge send` share."""
+    try:
+        p = int(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: must be a port number 1..65535, got {v!r}") from None
+    if not 0 <= p <= 65535:
+        raise ConfigError(f"{where}: must be 1..65535, got {p}")
+    return p
 
 
 class PeerAddress:

@@ -140,7 +140,7 @@ def test_send_that_cannot_leave_this_machine_says_why(capsys):
     assert "cannot send to nosuch.invalid:" in capsys.readouterr().err  # .invalid never resolves (RFC 2606)
     with pytest.raises(SystemExit) as exc:
         run_cli("send", "--ping", "--port", "70000")
-    assert exc.value.code == 2 and "a port is 1..65535, got 70000" in capsys.readouterr().err
+    assert exc.value.code == 2 and "the daemon's OSC port: must be 1..65535, got 70000" in capsys.readouterr().err
 
 
 def test_send_macro_name_keep_and_teach(served, capsys):

@@ -120,7 +120,7 @@ def test_flags_override():
     with pytest.raises(ConfigError, match="--reaper"):
         with_overrides(Config(), reaper="host:notaport")
     live = default_target("ableton", name="live")
-    assert Config().targets[0].osc_bundle and live.osc_bundle  # bundles unless asked otherwise
+    assert Config().targets[0].osc_bundle  # bundles unless asked otherwise
     cfg = with_overrides(Config(targets=(default_target("reaper"), live)), reaper_follow="ReaEQ",
                          reaper_per_message=True)
     assert (cfg.targets[0].follow_fx, cfg.targets[0].osc_bundle, cfg.targets[1]) == ("ReaEQ", False, live)

@@ -9,7 +9,10 @@ import socket
 import sys
 import time
 
+from bridge.errors import ConfigError
 from bridge.osc_in import DEFAULT_OSC_PORT, build_message
+from bridge.text import MAX_PHRASE_CHARS
+from bridge.udp_address import port_number
 
 
 OPTIONS = ("amount", "macro", "nudge", "macro_name", "keep", "teach", "undo", "redo", "reset", "bypass", "target",
@@ -95,14 +98,11 @@ def _message(args: argparse.Namespace) -> tuple[str, list, str]:
 
 
 def _port(text: str) -> int:
-    """A UDP port for argparse: a clear usage error, not a traceback from sendto."""
+    """--port for argparse: a clear usage error, not a traceback from sendto."""
     try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 1..65535, got {port}")
-    return port
+        return port_number(text, "the daemon's OSC port")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _send_failure(exc: OSError, size: int, host: str, port: int) -> tuple[str, int]:
@@ -110,7 +110,7 @@ def _send_failure(exc: OSError, size: int, host: str, port: int) -> tuple[str, i
     too big for one datagram is the caller's input (2); an unknown host or a down network, 1."""
     if exc.errno == errno.EMSGSIZE:
         return (f"the message is {size} bytes, more than one UDP datagram carries "
-                "(a phrase is at most 200 characters)", 2)
+                f"(a phrase is at most {MAX_PHRASE_CHARS} characters)", 2)
     return f"cannot send to {host}:{port}: {exc.strerror or exc}", 1
 
 
